@@ -1,0 +1,117 @@
+"""Samplers: stateless functions over a denoiser callable (Ho et al. 2020; Song et al. 2021).
+
+Every sampler walks a decreasing list of integer timesteps and returns x_0. Step i goes from
+``timesteps[i]`` to ``timesteps[i + 1]`` (alpha_bar = 1 after the last), so full, strided and respaced
+chains are all just different lists (see ``make_timesteps``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from diffusion.denoiser import Denoiser
+from diffusion.forward_process import posterior_mean_variance
+from diffusion.schedules import Schedule
+
+SPACINGS = ("uniform", "quadratic", "trailing")
+Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (i, t, x_t, x0_hat)
+
+
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
+    """A decreasing list of ``steps`` distinct timesteps in [0, T-1].
+
+    uniform: 0, k, 2k, ... (DDIM, Song et al. 2021 sec. 4.2, "leading"); quadratic: (i * c)^2 spaced
+    (DDIM appendix); trailing: ends exactly at T-1 (Lin et al. 2024, table 2).
+    """
+    T = num_timesteps
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, {T}], got {steps}")
+    if spacing == "uniform":
+        ts = [int(i * T / steps) for i in range(steps)]  # float stride keeps the list within [0, T-1]
+    elif spacing == "trailing":
+        ts = [round(T - 1 - i * T / steps) for i in range(steps)][::-1]
+    elif spacing == "quadratic":
+        ts = (torch.linspace(0, (0.8 * T) ** 0.5, steps, dtype=torch.float64) ** 2).long().tolist()
+        for i in range(1, steps):  # collisions at the low end shift upwards, keeping ``steps`` values
+            ts[i] = max(ts[i], ts[i - 1] + 1)
+    else:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    return sorted(set(ts), reverse=True)
+
+
+def _alpha_bar(schedule: Schedule, t: int) -> float:
+    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
+
+
+def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoiser: Denoiser,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12): x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - s^2) eps + s z,
+    s = eta sqrt((1 - ab_prev)/(1 - ab) (1 - ab/ab_prev)); eta = 0 is deterministic, eta = 1 is DDPM-like."""
+    x = x_T
+    ts = list(timesteps)
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
+        pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+        x0, eps = pred.x0, pred.eps
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
+        if callback is not None:
+            callback(i, t, x, x0)
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+        x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
+        if sigma > 0:
+            x = x + sigma * _randn_like(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_ddpm(
+    denoiser: Denoiser,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    timesteps: Sequence[int],
+    *,
+    variance: str = "beta_tilde",
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """Ancestral sampling from q(x_prev | x_t, x0_hat) (Ho et al. 2020, alg. 2), on any decreasing chain
+    (respaced as in Nichol & Dhariwal 2021, sec. 4). variance: "beta_tilde" (posterior, eq. 7) or "beta"."""
+    if variance not in ("beta_tilde", "beta"):
+        raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}")
+    x = x_T
+    ts = list(timesteps)
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
+        x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).x0
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+        if callback is not None:
+            callback(i, t, x, x0)
+        mean, var = posterior_mean_variance(x0, x, ab, ab_prev)
+        if variance == "beta":
+            var = 1 - ab / ab_prev
+        x = mean
+        if t_prev >= 0:  # no noise on the final step (Ho et al. alg. 2: z = 0 if t = 1)
+            x = x + var**0.5 * _randn_like(x, generator)
+    return x

@@ -1,0 +1,99 @@
+"""Noise schedules as data: an immutable ``Schedule`` holding alpha_bar, built by named functions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """alpha_bar[t] for t = 0..T-1 in float64; everything else derives from it."""
+
+    alphas_cumprod: torch.Tensor  # (T,) float64
+
+    def __post_init__(self) -> None:
+        ab = self.alphas_cumprod
+        if ab.dtype != torch.float64 or ab.ndim != 1 or len(ab) < 1:
+            raise ValueError("alphas_cumprod must be a 1-D float64 tensor")
+        if not (ab[0] <= 1) or not bool((ab >= 0).all()) or not bool((ab[1:] < ab[:-1]).all()):
+            raise ValueError("alphas_cumprod must lie in [0, 1] and decrease strictly")
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def alphas_cumprod_prev(self) -> torch.Tensor:
+        """alpha_bar[t-1] with alpha_bar[-1] = 1, shape (T,)."""
+        return torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod[:-1]])
+
+    @property
+    def betas(self) -> torch.Tensor:
+        """beta[t] = 1 - alpha_bar[t] / alpha_bar[t-1], shape (T,)."""
+        return 1.0 - self.alphas_cumprod / self.alphas_cumprod_prev
+
+    @property
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar), shape (T,); inf never occurs since beta[0] > 0."""
+        ab = self.alphas_cumprod
+        return ab / (1.0 - ab)
+
+
+def schedule_from_betas(betas: torch.Tensor) -> Schedule:
+    """Schedule with alpha_bar[t] = prod_{s<=t} (1 - beta[s]) (Ho et al. 2020, sec. 2)."""
+    return Schedule(torch.cumprod(1.0 - betas.to(torch.float64), dim=0))
+
+
+def rescale_zero_terminal_snr(schedule: Schedule) -> Schedule:
+    """Shift and scale sqrt(alpha_bar) so alpha_bar[T-1] = 0 exactly and alpha_bar[0] is kept.
+
+    Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed", Algorithm 1.
+    """
+    s = schedule.alphas_cumprod.sqrt()
+    s0, sT = s[0].clone(), s[-1].clone()
+    s = (s - sT) * s0 / (s0 - sT)
+    ab = s**2
+    ab[-1] = 0.0  # exact, not a rounding residue
+    return Schedule(ab)
+
+
+def _finish(alphas_cumprod: torch.Tensor, zero_terminal_snr: bool) -> Schedule:
+    schedule = Schedule(alphas_cumprod.to(torch.float64))
+    return rescale_zero_terminal_snr(schedule) if zero_terminal_snr else schedule
+
+
+def linear_schedule(
+    timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, zero_terminal_snr: bool = False
+) -> Schedule:
+    """Linear betas (Ho et al. 2020), rescaled by 1000/T so any T spans the same noise range (Nichol &
+    Dhariwal 2021, `get_named_beta_schedule`)."""
+    scale = 1000.0 / timesteps
+    betas = torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64)
+    return _finish(torch.cumprod(1.0 - betas.clamp(max=0.999), 0), zero_terminal_snr)
+
+
+def cosine_schedule(timesteps: int = 1000, s: float = 0.008, zero_terminal_snr: bool = False) -> Schedule:
+    """alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2) (Nichol & Dhariwal 2021, eq. 17),
+    with beta clipped at 0.999 as in the paper."""
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1.0 - f[1:] / f[:-1]).clamp(max=0.999)
+    return _finish(torch.cumprod(1.0 - betas, 0), zero_terminal_snr)
+
+
+def sigmoid_schedule(
+    timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, zero_terminal_snr: bool = False
+) -> Schedule:
+    """alpha_bar(t) = (sigmoid(-(end/tau)) - sigmoid(((t/T)(end-start)+start)/tau)) normalised to (0, 1]
+    (Chen 2023, "On the Importance of Noise Scheduling", Algorithm 1), beta clipped at 0.999."""
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
+    v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
+    f = (v_end - torch.sigmoid((steps * (end - start) + start) / tau)) / (v_end - v_start)
+    betas = (1.0 - f[1:] / f[:-1]).clamp(min=0.0, max=0.999)
+    # f[0] = 1 exactly, so beta[0] may be ~1e-8; keep it strictly positive for a strictly decreasing alpha_bar.
+    betas = betas.clamp(min=1e-8)
+    return _finish(torch.cumprod(1.0 - betas, 0), zero_terminal_snr)

@@ -1,0 +1,233 @@
+"""ADM U-Net (Dhariwal & Nichol 2021, Sec. 3; DDPM Appendix B) written from scratch."""
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.layers import LabelEmbedder, TimestepEmbedder, attend
+
+
+def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
+    """GroupNorm (Wu & He 2018) with the largest group count <= num_groups that divides channels."""
+    groups = min(num_groups, channels)
+    while channels % groups:
+        groups -= 1
+    return nn.GroupNorm(groups, channels)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero a layer's parameters so the residual branch it ends starts as the identity (ADM Sec. 3)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """Residual block conditioned on the embedding, by scale-shift norm (ADM Sec. 3) or addition (DDPM)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        emb_dim: int,
+        dropout: float,
+        use_scale_shift_norm: bool,
+        num_groups: int,
+    ):
+        super().__init__()
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_layers = nn.Sequential(
+            group_norm(in_channels, num_groups),
+            nn.SiLU(),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        )
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(),
+            nn.Linear(emb_dim, 2 * out_channels if use_scale_shift_norm else out_channels),
+        )
+        self.out_norm = group_norm(out_channels, num_groups)
+        self.out_layers = nn.Sequential(
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
+        )
+        self.skip = (
+            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x (B, Cin, H, W), emb (B, E) -> (B, Cout, H, W)."""
+        h = self.in_layers(x)  # (B, Cout, H, W)
+        e = self.emb_layers(emb)[:, :, None, None]  # (B, 2 Cout or Cout, 1, 1)
+        if self.use_scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)  # 2 x (B, Cout, 1, 1)
+            h = self.out_norm(h) * (1 + scale) + shift  # (B, Cout, H, W)
+        else:
+            h = self.out_norm(h + e)  # (B, Cout, H, W)
+        return self.skip(x) + self.out_layers(h)  # (B, Cout, H, W)
+
+
+class AttentionBlock(nn.Module):
+    """Spatial multi-head self-attention with a residual connection (DDPM Appendix B; ADM Sec. 3)."""
+
+    def __init__(self, channels: int, num_heads: int, num_groups: int):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"attention width {channels} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.norm = group_norm(channels, num_groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_module(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        B, C, H, W = x.shape
+        qkv = self.qkv(self.norm(x)).flatten(2).transpose(1, 2)  # (B, HW, 3C)
+        h = attend(qkv, self.num_heads).transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W)
+        return x + self.proj(h)  # (B, C, H, W)
+
+
+class Downsample(nn.Module):
+    """Halve the resolution with a stride-2 3x3 convolution (DDPM Appendix B)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H/2, W/2)."""
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution: nearest-neighbour upsampling then a 3x3 convolution (DDPM Appendix B)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, 2H, 2W)."""
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Level(nn.Module):
+    """A residual block optionally followed by attention: one step of a U-Net level."""
+
+    def __init__(self, res: ResBlock, attn: AttentionBlock | None):
+        super().__init__()
+        self.res = res
+        self.attn = attn if attn is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """(B, Cin, H, W), (B, E) -> (B, Cout, H, W)."""
+        return self.attn(self.res(x, emb))
+
+
+class UNet(nn.Module):
+    """ADM U-Net denoiser (Dhariwal & Nichol 2021, Sec. 3), eps/x0/v-agnostic: net(x_t, t, cond) -> like x_t."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_channels: int = 128,
+        channel_mult: Sequence[int] = (1, 2, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: Sequence[int] = (16,),
+        image_size: int = 32,
+        dropout: float = 0.0,
+        num_heads: int = 4,
+        num_classes: int | None = None,
+        learn_sigma: bool = False,
+        use_scale_shift_norm: bool = True,
+        num_groups: int = 32,
+    ):
+        super().__init__()
+        channel_mult = tuple(channel_mult)
+        attention_resolutions = tuple(attention_resolutions)
+        self.factor = 2 ** (len(channel_mult) - 1)
+        if image_size % self.factor:
+            raise ValueError(
+                f"image_size {image_size} is not divisible by {self.factor}, the downsampling factor of "
+                f"channel_mult {list(channel_mult)}"
+            )
+        resolutions = [image_size // 2**level for level in range(len(channel_mult))]
+        if attention_resolutions and not set(attention_resolutions) & set(resolutions):
+            # Presets interpolate image_size from the dataset, so a mismatch must not be silent.
+            warnings.warn(
+                f"attention_resolutions {list(attention_resolutions)} match none of the feature-map sizes "
+                f"{resolutions} at image_size {image_size}: this U-Net has no attention",
+                stacklevel=2,
+            )
+        self.in_channels = in_channels
+        self.out_channels = in_channels * (2 if learn_sigma else 1)
+        self.num_classes = num_classes
+        emb_dim = 4 * base_channels
+
+        self.time_embed = TimestepEmbedder(emb_dim, frequency_embedding_size=base_channels)
+        self.label_embed = LabelEmbedder(num_classes, emb_dim) if num_classes is not None else None
+
+        def level(cin: int, cout: int, res: int) -> Level:
+            attn = AttentionBlock(cout, num_heads, num_groups) if res in attention_resolutions else None
+            return Level(ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, num_groups), attn)
+
+        # Encoder: every block's output is kept as a skip for the decoder, as in ADM's input_blocks.
+        self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        skip_channels = [base_channels]
+        ch = base_channels
+        self.down = nn.ModuleList()
+        for i, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                self.down.append(level(ch, base_channels * mult, resolutions[i]))
+                ch = base_channels * mult
+                skip_channels.append(ch)
+            if i < len(channel_mult) - 1:
+                self.down.append(Downsample(ch))
+                skip_channels.append(ch)
+
+        # ADM's middle block attends whatever attention_resolutions says.
+        self.middle = Level(
+            ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups),
+            AttentionBlock(ch, num_heads, num_groups),
+        )
+        self.middle_res = ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups)
+
+        # Decoder: num_res_blocks + 1 blocks per level, each consuming one skip, upsampling after the last.
+        self.up = nn.ModuleList()
+        for i, mult in reversed(list(enumerate(channel_mult))):
+            for j in range(num_res_blocks + 1):
+                self.up.append(level(ch + skip_channels.pop(), base_channels * mult, resolutions[i]))
+                ch = base_channels * mult
+                if i > 0 and j == num_res_blocks:
+                    self.up.append(Upsample(ch))
+
+        self.out = nn.Sequential(
+            group_norm(ch, num_groups),
+            nn.SiLU(),
+            zero_module(nn.Conv2d(ch, self.out_channels, 3, padding=1)),
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) int or float, cond (B,) labels with num_classes = null, or None -> (B, C', H, W)."""
+        B, _, H, W = x.shape
+        if H % self.factor or W % self.factor:
+            raise ValueError(f"input size {H}x{W} is not divisible by the U-Net's downsampling factor {self.factor}")
+        emb = self.time_embed(t)  # (B, E)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(cond, B)  # (B, E)
+
+        h = self.input_conv(x)  # (B, base, H, W)
+        skips = [h]
+        for block in self.down:
+            h = block(h) if isinstance(block, Downsample) else block(h, emb)  # (B, base * mult, H / 2^i, W / 2^i)
+            skips.append(h)
+        h = self.middle_res(self.middle(h, emb), emb)  # (B, base * mult[-1], H / f, W / f)
+        for block in self.up:
+            if isinstance(block, Upsample):
+                h = block(h)  # (B, Ch, 2 Hi, 2 Wi)
+            else:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb)  # (B, base * mult, Hi, Wi)
+        return self.out(h)  # (B, C', H, W)
