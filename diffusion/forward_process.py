@@ -27,7 +27,7 @@ def posterior_mean_variance(x0, x_t, alpha_bar_t, alpha_bar_prev):
     """Mean and variance of q(x_prev | x_t, x0) for any earlier step ``prev`` (Ho et al. 2020, eq. 6-7).
 
     With alpha = alpha_bar_t / alpha_bar_prev and beta = 1 - alpha (one step of a possibly strided chain):
-        mean = sqrt(alpha_bar_prev) beta / (1 - alpha_bar_t) x0 + sqrt(alpha) (1 - alpha_bar_prev) / (1 - alpha_bar_t) x_t
+        mean = (sqrt(alpha_bar_prev) beta x0 + sqrt(alpha) (1 - alpha_bar_prev) x_t) / (1 - alpha_bar_t)
         var  = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta                                  (beta-tilde)
     Accepts floats or tensors broadcastable against x_t.
     """

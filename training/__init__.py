@@ -1,0 +1,1 @@
+"""Training glue: the LightningModule, EMA, callbacks and image generation shared with sample.py."""

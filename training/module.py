@@ -1,0 +1,127 @@
+"""The LightningModule: orchestrates one diffusion training step; the maths lives in diffusion/."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from diffusion.forward_process import add_noise, gather
+from diffusion.losses import diffusion_loss
+from diffusion.parametrization import target_for
+from diffusion.schedules import Schedule
+from training.ema import ema_decay_at, make_ema, update_ema
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf."""
+
+
+def _warmup_factor(step: int, warmup_steps: int) -> float:
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+class DiffusionModule(L.LightningModule):
+    """Trains ``net`` to predict ``prediction`` under ``schedule`` (Ho et al. 2020, alg. 1), with EMA,
+    label dropout for classifier-free guidance (Ho & Salimans 2022) and LR warm-up."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: Schedule,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        prediction: str = "eps",
+        loss_weighting: str = "uniform",
+        snr_gamma: float = 5.0,
+        num_classes: int | None = None,
+        label_dropout: float = 0.1,
+        ema_decay: float = 0.9999,
+        ema_warmup_power: float = 0.75,
+        lr_warmup_steps: int = 0,
+        compile: bool = False,
+        seed: int = 0,
+        run_config: dict | None = None,
+    ):
+        super().__init__()
+        self.net = net
+        self.ema = make_ema(net)
+        self.schedule = schedule
+        self.optimizer_factory = optimizer
+        self.prediction, self.loss_weighting, self.snr_gamma = prediction, loss_weighting, snr_gamma
+        self.num_classes, self.label_dropout = num_classes, label_dropout
+        self.ema_decay, self.ema_warmup_power = ema_decay, ema_warmup_power
+        self.lr_warmup_steps = lr_warmup_steps
+        self.seed = seed
+        self.run_config = run_config  # stored in every checkpoint so sample.py can rebuild the network
+        # a bound method, not a second registered module, so the state dict holds each weight once
+        self.net_forward = torch.compile(net.forward) if compile else net.forward
+        # t, noise and label dropout come from this generator, never the global RNG, and its state is
+        # checkpointed: that is what makes a resumed run draw exactly what a straight run draws.
+        self.generator: torch.Generator | None = None
+        self._pending_rng: dict[str, torch.Tensor] | None = None
+
+    # -- randomness -----------------------------------------------------------------------------------
+    def _rng(self) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + self.global_rank)
+        return self.generator
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng is not None:  # restore after everything Lightning did between load and now
+            self._rng().set_state(self._pending_rng["generator"])
+            torch.set_rng_state(self._pending_rng["torch"])
+            self._pending_rng = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["difflab"] = {
+            "rng": {"generator": self._rng().get_state(), "torch": torch.get_rng_state()},
+            "config": self.run_config,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("difflab", {}).get("rng")
+
+    # -- training -------------------------------------------------------------------------------------
+    def _loss(self, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator, dropout: float) -> torch.Tensor:
+        b = x0.shape[0]
+        t = torch.randint(0, self.schedule.num_timesteps, (b,), generator=g).to(self.device)
+        eps = torch.randn(x0.shape, generator=g).to(x0)
+        cond = None
+        if self.num_classes is not None:
+            drop = torch.rand(b, generator=g).to(self.device) < dropout
+            cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
+        out = self.net_forward(add_noise(x0, eps, alpha_bar), t, cond)[:, : x0.shape[1]]
+        target = target_for(self.prediction, x0, eps, alpha_bar)
+        snr = self.schedule.snr.to(self.device)[t]
+        return diffusion_loss(out, target, snr, self.prediction, self.loss_weighting, self.snr_gamma)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x0, labels = batch
+        loss = self._loss(x0, labels, self._rng(), self.label_dropout)
+        bad = not bool(torch.isfinite(loss))
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise NonFiniteLossError(f"training loss became {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, sync_dist=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x0, labels = batch
+        # a fixed generator per batch: the same t and noise at every validation, comparable across steps
+        g = torch.Generator().manual_seed(10_000 + batch_idx)
+        with torch.no_grad():
+            loss = self._loss(x0, labels, g, dropout=0.0)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # after the weights changed, before any callback can checkpoint them
+        update_ema(self.ema, self.net, ema_decay_at(self.global_step, self.ema_decay, self.ema_warmup_power))
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(self.net.parameters())
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(_warmup_factor, warmup_steps=self.lr_warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
