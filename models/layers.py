@@ -37,7 +37,7 @@ class TimestepEmbedder(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
-    """Class label -> vector, with row num_classes the null label for classifier-free guidance (Ho & Salimans 2022)."""
+    """Class label -> vector; row num_classes is the null label of CFG (Ho & Salimans 2022)."""
 
     def __init__(self, num_classes: int, hidden_size: int):
         super().__init__()
@@ -45,15 +45,16 @@ class LabelEmbedder(nn.Module):
         self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
 
     def forward(self, cond: torch.Tensor | None, batch_size: int) -> torch.Tensor:
-        """cond (B,) long in [0, num_classes] (num_classes = null), or None for all-null -> (B, hidden_size)."""
+        """cond (B,) long in [0, num_classes] (num_classes = null), or None = all null -> (B, hidden_size)."""
         if cond is None:
             cond = torch.full((batch_size,), self.num_classes, device=self.embedding_table.weight.device)
         return self.embedding_table(cond)  # (B, hidden_size)
 
 
 def attend(qkv: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Multi-head scaled dot-product self-attention (Vaswani et al. 2017, Eq. 1): qkv (B, N, 3C) -> (B, N, C)."""
+    """Multi-head scaled dot-product self-attention (Vaswani et al. 2017, Eq. 1): (B, N, 3C) -> (B, N, C)."""
     B, N, C3 = qkv.shape
-    q, k, v = qkv.reshape(B, N, 3, num_heads, C3 // (3 * num_heads)).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, d)
+    head_dim = C3 // (3 * num_heads)
+    q, k, v = qkv.reshape(B, N, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, d)
     out = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
     return out.transpose(1, 2).reshape(B, N, C3 // 3)  # (B, N, C)

@@ -1,6 +1,5 @@
 """ADM U-Net (Dhariwal & Nichol 2021, Sec. 3; DDPM Appendix B) written from scratch."""
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -54,9 +53,7 @@ class ResBlock(nn.Module):
             nn.Dropout(dropout),
             zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
-        self.skip = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
-        )
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """x (B, Cin, H, W), emb (B, E) -> (B, Cout, H, W)."""
@@ -128,7 +125,7 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """ADM U-Net denoiser (Dhariwal & Nichol 2021, Sec. 3), eps/x0/v-agnostic: net(x_t, t, cond) -> like x_t."""
+    """ADM U-Net denoiser (Dhariwal & Nichol 2021, Sec. 3): net(x_t, t, cond) -> tensor shaped like x_t."""
 
     def __init__(
         self,
@@ -155,13 +152,6 @@ class UNet(nn.Module):
                 f"channel_mult {list(channel_mult)}"
             )
         resolutions = [image_size // 2**level for level in range(len(channel_mult))]
-        if attention_resolutions and not set(attention_resolutions) & set(resolutions):
-            # Presets interpolate image_size from the dataset, so a mismatch must not be silent.
-            warnings.warn(
-                f"attention_resolutions {list(attention_resolutions)} match none of the feature-map sizes "
-                f"{resolutions} at image_size {image_size}: this U-Net has no attention",
-                stacklevel=2,
-            )
         self.in_channels = in_channels
         self.out_channels = in_channels * (2 if learn_sigma else 1)
         self.num_classes = num_classes
@@ -170,6 +160,7 @@ class UNet(nn.Module):
         self.time_embed = TimestepEmbedder(emb_dim, frequency_embedding_size=base_channels)
         self.label_embed = LabelEmbedder(num_classes, emb_dim) if num_classes is not None else None
 
+        # Sizes no level reaches (8 for a 28x28 input) are ignored, as in ADM; the middle block always attends.
         def level(cin: int, cout: int, res: int) -> Level:
             attn = AttentionBlock(cout, num_heads, num_groups) if res in attention_resolutions else None
             return Level(ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, num_groups), attn)
@@ -188,7 +179,7 @@ class UNet(nn.Module):
                 self.down.append(Downsample(ch))
                 skip_channels.append(ch)
 
-        # ADM's middle block attends whatever attention_resolutions says.
+        # ADM's middle block is res-attention-res whatever attention_resolutions says.
         self.middle = Level(
             ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups),
             AttentionBlock(ch, num_heads, num_groups),
@@ -211,10 +202,10 @@ class UNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) int or float, cond (B,) labels with num_classes = null, or None -> (B, C', H, W)."""
+        """x (B, C, H, W), t (B,) int or float, cond (B,) labels or None (= null label) -> (B, C', H, W)."""
         B, _, H, W = x.shape
         if H % self.factor or W % self.factor:
-            raise ValueError(f"input size {H}x{W} is not divisible by the U-Net's downsampling factor {self.factor}")
+            raise ValueError(f"input {H}x{W} is not divisible by the U-Net's downsampling {self.factor}")
         emb = self.time_embed(t)  # (B, E)
         if self.label_embed is not None:
             emb = emb + self.label_embed(cond, B)  # (B, E)
@@ -222,7 +213,7 @@ class UNet(nn.Module):
         h = self.input_conv(x)  # (B, base, H, W)
         skips = [h]
         for block in self.down:
-            h = block(h) if isinstance(block, Downsample) else block(h, emb)  # (B, base * mult, H / 2^i, W / 2^i)
+            h = block(h) if isinstance(block, Downsample) else block(h, emb)  # (B, base * mult, Hi, Wi)
             skips.append(h)
         h = self.middle_res(self.middle(h, emb), emb)  # (B, base * mult[-1], H / f, W / f)
         for block in self.up:

@@ -1,6 +1,5 @@
 """The exact denoiser for data x0 ~ N(mu, s^2 I): the closed form every sampler is checked against."""
 
-import torch
 
 from diffusion.forward_process import gather
 from diffusion.parametrization import Prediction, eps_from_x0

@@ -1,0 +1,36 @@
+# difflab: `make train` and `make test` work on a fresh machine (Python 3.11, pip; apt-get when root).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+ARGS   ?=
+
+.PHONY: setup data train test test-slow bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP) data  ## venv with everything, plus the Debian data packages
+
+data:  ## Debian packages that datasets need (Fashion-MNIST); skipped with a message without root/apt
+	@bash scripts/install_data.sh
+
+train: setup  ## train the default model (U-Net, procedural shapes, CPU) and write a sample grid
+	$(PY) train.py $(ARGS)
+
+test: setup  ## the default test suite (what CI runs)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: setup  ## the slow tests too
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+bench: setup  ## training throughput against diffusers
+	$(PY) scripts/benchmark_train.py $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,175 @@
+"""Diffusion Transformer with adaLN-Zero blocks (Peebles & Xie 2023) written from scratch."""
+
+import torch
+from torch import nn
+
+from models.layers import LabelEmbedder, TimestepEmbedder, attend
+
+
+def sincos_pos_embed_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
+    """Fixed sin-cos embedding of positions (N,) -> (N, dim) (Vaswani et al. 2017, Sec. 3.5; MAE layout)."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # (dim/2,)
+    out = pos.double()[:, None] * omega[None]  # (N, dim/2)
+    return torch.cat([torch.sin(out), torch.cos(out)], dim=1)  # (N, dim)
+
+
+def sincos_pos_embed_2d(dim: int, grid_size: int) -> torch.Tensor:
+    """Fixed 2D sin-cos embedding of a G x G patch grid -> (G^2, dim), row-major (DiT Sec. 3.2)."""
+    coords = torch.arange(grid_size, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")  # (G, G) each
+    # Half the channels encode the column, half the row, as in DiT/MAE's get_2d_sincos_pos_embed.
+    emb_col = sincos_pos_embed_1d(dim // 2, cols.flatten())  # (G^2, dim/2)
+    emb_row = sincos_pos_embed_1d(dim // 2, rows.flatten())  # (G^2, dim/2)
+    return torch.cat([emb_col, emb_row], dim=1).float()  # (G^2, dim)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN modulation x * (1 + scale) + shift (DiT Sec. 3.2): x (B, N, D), shift and scale (B, D)."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over tokens with a fused qkv projection (ViT, Dosovitskiy et al. 2021)."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
+        return self.proj(attend(self.qkv(x), self.num_heads))
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward block with tanh-approximate GELU (DiT Sec. 3.2)."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DiTBlock(nn.Module):
+    """Transformer block with adaLN-Zero conditioning (DiT Sec. 3.2, Fig. 3)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), c (B, D) -> (B, N, D)."""
+        mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (B, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
+        x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (B, N, D)
+        x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))  # (B, N, D)
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN then a linear map from each token to its patch's pixels (DiT Sec. 3.2, "Transformer decoder")."""
+
+    def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), c (B, D) -> (B, N, p * p * C')."""
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)  # 2 x (B, D)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """Diffusion Transformer (Peebles & Xie 2023, Sec. 3.2): net(x_t, t, cond) -> tensor shaped like x_t."""
+
+    def __init__(
+        self,
+        input_size: int = 32,
+        patch_size: int = 2,
+        in_channels: int = 4,
+        hidden_size: int = 1152,
+        depth: int = 28,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_classes: int | None = 1000,
+        learn_sigma: bool = True,
+    ):
+        super().__init__()
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+        if hidden_size % 4:
+            raise ValueError(f"hidden_size {hidden_size} must be divisible by 4 for the 2D sin-cos embedding")
+        self.input_size = input_size
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_channels = in_channels * (2 if learn_sigma else 1)
+        self.num_classes = num_classes
+        self.grid_size = input_size // patch_size
+
+        self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
+        self.t_embedder = TimestepEmbedder(hidden_size)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size) if num_classes is not None else None
+        # Not persistent: it is a function of the config, so checkpoints need not carry it.
+        pos_embed = sincos_pos_embed_2d(hidden_size, self.grid_size)[None]  # (1, N, D)
+        self.register_buffer("pos_embed", pos_embed, persistent=False)
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT's initialisation (Sec. 3.2, adaLN-Zero): xavier linears, zeroed modulation and output."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        # The patch embedding is a linear map of each flattened patch.
+        w = self.x_embedder.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.bias)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        # adaLN-Zero: every block starts as the identity and the network outputs exactly zero.
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, G^2, p * p * C') -> image (B, C', G p, G p)."""
+        B, G, p, C = x.shape[0], self.grid_size, self.patch_size, self.out_channels
+        x = x.reshape(B, G, G, p, p, C)  # (B, G, G, p, p, C')
+        x = torch.einsum("bhwpqc->bchpwq", x)  # (B, C', G, p, G, p)
+        return x.reshape(B, C, G * p, G * p)  # (B, C', H, W)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) int or float, cond (B,) labels or None (= null label) -> (B, C', H, W)."""
+        B, _, H, W = x.shape
+        if (H, W) != (self.input_size, self.input_size):
+            raise ValueError(f"input is {H}x{W} but this DiT was built for input_size {self.input_size}")
+        x = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D), N = (H / p)(W / p)
+        c = self.t_embedder(t)  # (B, D)
+        if self.y_embedder is not None:
+            c = c + self.y_embedder(cond, B)  # (B, D)
+        for block in self.blocks:
+            x = block(x, c)  # (B, N, D)
+        x = self.final_layer(x, c)  # (B, N, p * p * C')
+        return self.unpatchify(x)  # (B, C', H, W)
