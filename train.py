@@ -47,7 +47,8 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # network initialisation; training draws use their own generator
+    # seeds network initialisation; training draws t, noise and dropout from their own generator
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         module, datamodule = build(cfg)
     except Exception as e:  # Hydra wraps constructor errors: look for ours in the chain of causes
