@@ -19,12 +19,17 @@ SPACINGS = ("uniform", "quadratic", "trailing")
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (i, t, x_t, x0_hat)
 
 
-def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> list[int]:
-    """A decreasing list of ``steps`` distinct timesteps in [0, T-1].
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", start: int | None = None) -> list[int]:
+    """A decreasing list of ``steps`` distinct timesteps in [0, T-1] (or [0, start], beginning at ``start``).
 
     uniform: 0, k, 2k, ... (DDIM, Song et al. 2021 sec. 4.2, "leading"); quadratic: (i * c)^2 spaced
-    (DDIM appendix); trailing: ends exactly at T-1 (Lin et al. 2024, table 2).
+    (DDIM appendix); trailing: ends exactly at T-1 (Lin et al. 2024, table 2). With ``start`` (partial
+    chains: denoising from a noised image, SDEdit) the list is trailing-spaced so it begins at ``start``.
     """
+    if start is not None:
+        if not 0 <= start < num_timesteps:
+            raise ValueError(f"start must be in [0, {num_timesteps - 1}], got {start}")
+        return make_timesteps(start + 1, min(steps, start + 1), "trailing")
     T = num_timesteps
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
@@ -45,8 +50,31 @@ def _alpha_bar(schedule: Schedule, t: int) -> float:
     return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
 
 
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """Standard normal noise shaped like x from ``generator``, or from one generator per batch element
+    (then a sample's noise does not depend on which batch it is in)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        device = generator.device if generator is not None else x.device
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+    if len(generator) != x.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+    noise = [torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=g.device) for g in generator]
+    return torch.stack(noise).to(x.device)
+
+
+def threshold_x0(x0: torch.Tensor, clip_x0: bool | float = False) -> torch.Tensor:
+    """Clip x0_hat to [-1, 1] (True), or dynamic thresholding at that percentile (a float in (0, 1),
+    Saharia et al. 2022, sec. 2.3: s = max(1, quantile(|x0|, p)) per sample, x0 <- clip(x0, -s, s) / s)."""
+    if clip_x0 is False or clip_x0 is None:
+        return x0
+    if clip_x0 is True:
+        return x0.clamp(-1, 1)
+    s = torch.quantile(x0.abs().flatten(1).float(), float(clip_x0), dim=1).clamp(min=1.0).to(x0.dtype)
+    s = s.reshape(-1, *([1] * (x0.ndim - 1)))
+    return x0.clamp(-s, s) / s
 
 
 @torch.no_grad()
@@ -57,9 +85,9 @@ def sample_ddim(
     timesteps: Sequence[int],
     *,
     eta: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12): x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - s^2) eps + s z,
     s = eta sqrt((1 - ab_prev)/(1 - ab) (1 - ab/ab_prev)); eta = 0 is deterministic, eta = 1 is DDPM-like."""
@@ -70,15 +98,15 @@ def sample_ddim(
         ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
         pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
         x0, eps = pred.x0, pred.eps
-        if clip_x0:
-            x0 = x0.clamp(-1, 1)
+        if clip_x0:  # keep eps consistent with the thresholded x0 (as diffusers' DDIM does)
+            x0 = threshold_x0(x0, clip_x0)
             eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
         if callback is not None:
             callback(i, t, x, x0)
         sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
         x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0:
-            x = x + sigma * _randn_like(x, generator)
+            x = x + sigma * randn_like(x, generator)
     return x
 
 
@@ -90,9 +118,9 @@ def sample_ddpm(
     timesteps: Sequence[int],
     *,
     variance: str = "beta_tilde",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ) -> torch.Tensor:
     """Ancestral sampling from q(x_prev | x_t, x0_hat) (Ho et al. 2020, alg. 2), on any decreasing chain
     (respaced as in Nichol & Dhariwal 2021, sec. 4). variance: "beta_tilde" (posterior, eq. 7) or "beta"."""
@@ -104,8 +132,7 @@ def sample_ddpm(
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
         x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).x0
-        if clip_x0:
-            x0 = x0.clamp(-1, 1)
+        x0 = threshold_x0(x0, clip_x0)
         if callback is not None:
             callback(i, t, x, x0)
         mean, var = posterior_mean_variance(x0, x, ab, ab_prev)
@@ -113,5 +140,5 @@ def sample_ddpm(
             var = 1 - ab / ab_prev
         x = mean
         if t_prev >= 0:  # no noise on the final step (Ho et al. alg. 2: z = 0 if t = 1)
-            x = x + var**0.5 * _randn_like(x, generator)
+            x = x + var**0.5 * randn_like(x, generator)
     return x

@@ -33,7 +33,7 @@ class PreviewSamples(L.Callback):
         pl_module.ema.eval()  # Lightning's model.train() reaches the EMA copy too; no dropout when sampling
         images = generate_images(
             pl_module.ema, pl_module.schedule, pl_module.prediction, self._shape, self._labels(pl_module),
-            n=self.n, steps=self.steps, seed=self.seed, device=pl_module.device,
+            n=self.n, steps=self.steps, seed=self.seed, device=pl_module.device, num_classes=pl_module.num_classes,
         )
         path = self.dirpath / f"step_{step:07d}.png"
         save_grid(images, path, nrow=max(1, int(self.n**0.5)))

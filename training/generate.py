@@ -1,16 +1,24 @@
-"""Image generation from a network: the one path used by preview grids and by sample.py."""
+"""Image generation from a network: the one path used by preview grids, sample.py and evaluate.py."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torchvision
 from torch import nn
+from tqdm import tqdm
 
-from diffusion.denoiser import net_denoiser
+from diffusion.guidance import cfg_denoiser
 from diffusion.samplers import make_timesteps, sample_ddim
 from diffusion.schedules import Schedule
+
+
+def sample_generators(seed: int, start: int, count: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per sample index (seed, i): sample i gets the same noise whatever the batching."""
+    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + i) for i in range(start, start + count)]
 
 
 @torch.no_grad()
@@ -22,18 +30,49 @@ def generate_images(
     labels: torch.Tensor | None,
     *,
     n: int,
+    sampler: Callable = partial(sample_ddim, eta=0.0),
     steps: int = 20,
-    eta: float = 0.0,
+    spacing: str = "trailing",
+    guidance: float = 1.0,
+    guidance_rescale: float = 0.0,
+    num_classes: int | None = None,
     seed: int = 0,
+    batch_size: int = 64,
     device: torch.device | str = "cpu",
+    callback: Callable | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """``n`` DDIM samples (n, C, H, W) in [-1, 1]; ``labels`` (n,) or None; noise from ``seed`` only."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    x_T = torch.randn((n, *shape), generator=g).to(device)
-    cond = labels.to(device) if labels is not None else None
-    timesteps = make_timesteps(schedule.num_timesteps, steps, "trailing")
-    x0 = sample_ddim(net_denoiser(net, schedule, prediction, cond), x_T, schedule, timesteps, eta=eta, generator=g)
-    return x0.clamp(-1, 1)
+    """``n`` samples (n, C, H, W) in [-1, 1] with ``sampler`` (a partial of sample_ddim / sample_ddpm).
+
+    labels: (n,) class labels or None (unconditional, or the null label of a conditional model). With
+    ``guidance`` != 1 the null label is ``num_classes`` (classifier-free guidance). Sample i's noise comes
+    from generator (seed, i) only, so the same seed gives the same images at any ``batch_size``.
+    """
+    timesteps = make_timesteps(schedule.num_timesteps, steps, spacing)
+    out = []
+    starts = range(0, n, batch_size)
+    bar = tqdm(total=len(starts) * len(timesteps), desc=f"{n} samples, {len(starts)} batch(es)", disable=not progress)
+
+    def step_callback(i, t, x_t, x0_hat):
+        bar.update(1)
+        if callback is not None:
+            callback(i, t, x_t, x0_hat)
+
+    for start in starts:
+        b = min(batch_size, n - start)
+        gens = sample_generators(seed, start, b)
+        x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)  # (b, C, H, W)
+        cond = labels[start : start + b].to(device) if labels is not None else None
+        if cond is None and num_classes is not None:
+            cond = torch.full((b,), num_classes, dtype=torch.long, device=device)
+        null = torch.full((b,), num_classes, dtype=torch.long, device=device) if num_classes is not None else None
+        if guidance != 1.0 and null is None:
+            raise ValueError("guidance needs a class-conditional model (num_classes)")
+        denoiser = cfg_denoiser(net, schedule, prediction, cond, null, guidance, guidance_rescale)
+        x0 = sampler(denoiser, x_T, schedule, timesteps, generator=gens, callback=step_callback)
+        out.append(x0.clamp(-1, 1).cpu())
+    bar.close()
+    return torch.cat(out)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
