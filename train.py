@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except NonFiniteLossError as e:
         last = run_dir / "checkpoints" / "last.ckpt"
         kept = f"; last good checkpoint: {last}" if last.exists() else "; no checkpoint was written before it"

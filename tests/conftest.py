@@ -6,3 +6,16 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(tmp_path_factory):
+    """Two tiny trained checkpoints (conditional and unconditional U-Net, 16x16), made once per session."""
+    from tests.runner import train
+
+    root = tmp_path_factory.mktemp("ckpts")
+    train(root / "cond", "trainer.max_steps=4")
+    train(root / "uncond", "trainer.max_steps=4", "model.num_classes=null")
+    return {name: root / name / "checkpoints" / "last.ckpt" for name in ("cond", "uncond")}

@@ -31,7 +31,7 @@ class LoadedModel:
     config: dict
 
 
-def _read_ckpt(path: Path) -> tuple[dict, dict]:
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
     try:
         # weights_only: a pickle that would run code is refused instead of executed
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,7 +70,7 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
         raise CheckpointError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    state, config = _read_safetensors(path) if path.suffix == ".safetensors" else _read_ckpt(path)
+    state, config = _read_safetensors(path) if path.suffix == ".safetensors" else read_checkpoint(path)
     prefix = f"{'ema' if weights == 'ema' else 'net'}."
     net_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not net_state:
