@@ -28,7 +28,8 @@ def test_generate_writes_grid_and_samples_and_is_batch_size_invariant(tmp_path, 
     names = {p.name for p in (tmp_path / "a").iterdir()}
     assert {"grid.png", "config.yaml"} | {f"sample_{i:04d}.png" for i in range(5)} == names
     for i in range(5):
-        assert np.array_equal(_png(tmp_path / "a" / f"sample_{i:04d}.png"), _png(tmp_path / "b" / f"sample_{i:04d}.png"))
+        name = f"sample_{i:04d}.png"
+        assert np.array_equal(_png(tmp_path / "a" / name), _png(tmp_path / "b" / name))
     assert not np.array_equal(_png(tmp_path / "a" / "sample_0000.png"), _png(tmp_path / "c" / "sample_0000.png"))
     assert _png(tmp_path / "a" / "sample_0000.png").shape == (16, 16, 3)
 
