@@ -1,0 +1,1 @@
+"""Editing methods built from the three primitives: denoiser wrappers, start points and callbacks."""
