@@ -40,10 +40,9 @@ def invert_ddim(
         t_cur = ts[i - 1] if i > 0 else -1
         ab_cur, ab_next = _ab(schedule, t_cur), _ab(schedule, t_next)
         t_batch = torch.full((x.shape[0],), t_next, device=x.device, dtype=torch.long)
-        eps = denoiser(x, t_batch).eps
-        for k in range(fixed_point_iters + 1):
-            if k > 0:
-                eps = denoiser(x_next, t_batch).eps
+        x_next = x  # the first eps is evaluated at x_cur; refinements at the current estimate of x_next
+        for _ in range(fixed_point_iters + 1):
+            eps = denoiser(x_next, t_batch).eps
             x0_hat = (x - (1 - ab_cur) ** 0.5 * eps) / ab_cur**0.5
             x_next = ab_next**0.5 * x0_hat + (1 - ab_next) ** 0.5 * eps
         if callback is not None:
