@@ -52,8 +52,8 @@ def test_forward_and_denoise_compare(tmp_path, tiny_ckpts):
     assert sample.main([f"ckpt={tiny_ckpts['cond']}", "task=denoise_compare", f"image={img}", "task.t=100",
                         f"out={tmp_path / 'd'}", *FAST]) == 0
     scores = json.loads((tmp_path / "d" / "psnr.json").read_text())
-    assert set(scores) >= {"noisy", "blur", "one-step", "ddim"} and scores["t"] == 100
-    assert all(np.isfinite(scores[k]) for k in ("noisy", "blur", "one-step", "ddim"))
+    assert set(scores) >= {"noisy", "blur", "one-step", "iterative"} and scores["t"] == 100
+    assert all(np.isfinite(scores[k]) for k in ("noisy", "blur", "one-step", "iterative"))
 
 
 def test_export_safetensors_gives_the_same_samples(tmp_path, tiny_ckpts):
