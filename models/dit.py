@@ -165,7 +165,8 @@ class DiT(nn.Module):
         B, _, H, W = x.shape
         if (H, W) != (self.input_size, self.input_size):
             raise ValueError(f"input is {H}x{W} but this DiT was built for input_size {self.input_size}")
-        x = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D), N = (H / p)(W / p)
+        # contiguous: keeps the residual stream in (B, N, D) memory order, so LayerNorm and adds don't copy
+        x = self.x_embedder(x).flatten(2).transpose(1, 2).contiguous() + self.pos_embed  # (B, N, D), N = HW/p^2
         c = self.t_embedder(t)  # (B, D)
         if self.y_embedder is not None:
             c = c + self.y_embedder(cond, B)  # (B, D)
