@@ -1,0 +1,91 @@
+"""scripts/benchmark_sample.py: a tiny end-to-end run, ours vs diffusers agreeing, and the summary arithmetic."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+import torch  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_sample.py"
+_spec = importlib.util.spec_from_file_location("benchmark_sample", SCRIPT)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine two threads can be many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    net, _ = bench.build_net("unet_tiny", torch.device("cpu"))
+    x_T, cond, null = bench.make_inputs(2, 3, 32, 10, torch.device("cpu"))
+    return net, x_T, cond, null
+
+
+def test_main_tiny_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "unet_tiny", "--rounds", "1", "--steps", "5", "--batch", "2", "--threads", "1"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for label in ("net-only", "ours", "diffusers", "ours+CFG", "CFG / unguided", "max |ours - diffusers|"):
+        assert label in text
+    report = json.loads(out.read_text())
+    assert report["check"]["timesteps_equal"] and report["check"]["max_abs_diff"] < 1e-4
+    assert set(report["times"]) == set(bench.VARIANTS) and all(len(v) == 1 for v in report["times"].values())
+    assert report["summary"]["cfg_ratio"] > 0 and report["device"]
+
+
+def test_ours_matches_diffusers(tiny):
+    net, x_T, cond, _ = tiny
+    check = bench.compare_with_diffusers(net, x_T, cond, steps=10)
+    assert check["timesteps_ours"] == check["timesteps_diffusers"] == list(range(900, -1, -100))
+    assert check["timesteps_equal"] and check["finite"]
+    assert check["max_abs_diff"] < 1e-4
+    assert check["max_abs_x0"] > 1.0  # the network is not the all-zero one of a fresh initialisation
+
+
+def test_network_is_not_zero(tiny):
+    net, x_T, cond, _ = tiny
+    with torch.inference_mode():
+        out = net(x_T, torch.full((2,), 500), cond)
+    assert out.abs().mean() > 1e-3
+
+
+def test_timestep_lists_differ_when_steps_do_not_divide_1000():
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    check = bench.compare_with_diffusers(bench.null_net, x, None, steps=7)
+    assert not check["timesteps_equal"]  # leading: 142 k for diffusers, int(1000 k / 7) for ours
+
+
+def test_summarise_medians_and_paired_ratios():
+    times = {
+        "net_only": [1.0, 2.0, 1.0],
+        "ours": [1.02, 2.1, 1.03],
+        "diffusers": [1.1, 2.0, 1.2],
+        "net_only_2b": [2.0, 4.0, 2.2],
+        "ours_cfg": [2.0, 4.4, 2.1],
+    }
+    s = bench.summarise(times, batch=4, steps=10)
+    assert s["seconds"]["ours"] == pytest.approx(1.03)
+    assert s["img_per_s"]["net_only"] == pytest.approx(4.0)
+    assert s["overhead"]["ours"] == pytest.approx(0.03)  # median of 0.02, 0.05, 0.03
+    assert s["overhead"]["diffusers"] == pytest.approx(0.1)  # median of 0.1, 0.0, 0.2
+    assert s["overhead"]["ours_cfg"] == pytest.approx(0.0)  # against net-only 2B: median of 0.0, 0.1, -0.045
+    assert s["cfg_ratio"] == pytest.approx(2.1 / 1.03)  # median of 1.96, 2.10, 2.04
+    assert s["net_ratio_2b"] == pytest.approx(2.0)  # median of 2.0, 2.0, 2.2
+    assert s["net_ms_per_step"] == pytest.approx(100.0)
+
+
+def test_unknown_model_is_an_error():
+    with pytest.raises(ValueError, match="unknown model"):
+        bench.load_model("no_such_model")
