@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from diffusion.samplers import sample_ddim
 from training.generate import generate_images, save_grid
 
 
@@ -15,8 +17,11 @@ class PreviewSamples(L.Callback):
     """Every ``every_n_steps`` optimizer steps (and at the end), sample a grid from the EMA network with a
     few DDIM steps into ``<dirpath>/step_XXXXXXX.png`` and to the logger."""
 
-    def __init__(self, dirpath: str, every_n_steps: int = 500, n: int = 64, steps: int = 20, seed: int = 0):
+    def __init__(
+        self, dirpath: str, every_n_steps: int = 500, n: int = 64, steps: int = 20, seed: int = 0, clip_x0: bool = True
+    ):
         self.dirpath, self.every_n_steps, self.n, self.steps, self.seed = Path(dirpath), every_n_steps, n, steps, seed
+        self.sampler = partial(sample_ddim, eta=0.0, clip_x0=clip_x0)  # as sample.py's default sampler
         self._last_step = -1
         self._shape: tuple[int, int, int] | None = None  # (C, H, W), read off the training batches
 
@@ -33,7 +38,8 @@ class PreviewSamples(L.Callback):
         pl_module.ema.eval()  # Lightning's model.train() reaches the EMA copy too; no dropout when sampling
         images = generate_images(
             pl_module.ema, pl_module.schedule, pl_module.prediction, self._shape, self._labels(pl_module),
-            n=self.n, steps=self.steps, seed=self.seed, device=pl_module.device, num_classes=pl_module.num_classes,
+            n=self.n, steps=self.steps, seed=self.seed, sampler=self.sampler, device=pl_module.device,
+            num_classes=pl_module.num_classes,
         )
         path = self.dirpath / f"step_{step:07d}.png"
         save_grid(images, path, nrow=max(1, int(self.n**0.5)))
