@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -54,6 +52,7 @@ from diffusion.denoiser import net_denoiser  # noqa: E402
 from diffusion.guidance import cfg_denoiser  # noqa: E402
 from diffusion.samplers import make_timesteps, sample_ddim  # noqa: E402
 from diffusion.schedules import Schedule, linear_schedule  # noqa: E402
+from scripts.benchmark_train import available_cores, device_name  # noqa: E402
 
 try:
     import diffusers
@@ -273,23 +272,6 @@ def sampler_cost_per_step(
 
 
 # ----------------------------------------------------------------------------------------------- report
-
-
-def device_name(device: torch.device) -> str:
-    """GPU name, or the CPU model from /proc/cpuinfo."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def summarise(times: dict[str, list[float]], batch: int, steps: int) -> dict[str, Any]:
