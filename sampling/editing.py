@@ -134,8 +134,8 @@ def ddib(run: Run) -> dict:
 @torch.no_grad()
 def diffedit_mask(run: Run, x0: torch.Tensor, source: int, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DiffEdit's mask (Couairon et al. 2023, sec. 3.1): |eps(x_t, target) - eps(x_t, source)| averaged over
-    ``mask_draws`` noise draws at t = mask_strength T and over channels, scaled to [0, 1], binarised at
-    ``mask_threshold``. Returns (soft map, binary mask), each (1, H, W)."""
+    ``mask_draws`` noise draws at t = mask_strength T and over channels, clipped at ``mask_clamp_ratio`` x its
+    mean, scaled to [0, 1], binarised at ``mask_threshold``. Returns (soft map, binary mask), each (1, H, W)."""
     cfg, model = run.cfg, run.model
     n, T = cfg.mask_draws, model.schedule.num_timesteps
     t = min(T - 1, max(0, round(_strength(cfg.mask_strength, "mask_strength") * T) - 1))
@@ -145,6 +145,9 @@ def diffedit_mask(run: Run, x0: torch.Tensor, source: int, target: int) -> tuple
     tt = torch.full((n,), t, device=x.device)
     diff = make_denoiser(run, target, n)(x_t, tt).eps - make_denoiser(run, source, n)(x_t, tt).eps
     soft = diff.abs().mean(dim=(0, 1), keepdim=False)[None].cpu()  # (1, H, W)
+    # clip the outliers at clamp_ratio x the mean before scaling to [0, 1] (diffusers' DiffEdit
+    # mask_thresholding_ratio): differences concentrate on edges, and a few peaks would leave the rest near 0
+    soft = soft.clamp(max=cfg.mask_clamp_ratio * soft.mean().item())
     soft = soft / soft.max().clamp(min=1e-12)
     return soft, (soft > cfg.mask_threshold).float()
 
