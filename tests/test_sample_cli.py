@@ -40,7 +40,11 @@ def test_ddpm_sampler_guidance_and_trajectory(tmp_path, tiny_ckpts):
             "save_trajectory=true", f"out={out}"]
     assert sample.main(args) == 0
     gif = Image.open(out / "trajectory.gif")
-    assert gif.n_frames == 4 + 1  # one per step and the final samples
+    total_ms = 0
+    for k in range(gif.n_frames):  # PIL merges identical consecutive frames and adds up their durations
+        gif.seek(k)
+        total_ms += gif.info["duration"]
+    assert total_ms == (4 + 1) * 150  # one frame per step and one of the final samples, 150 ms each
 
 
 def test_forward_and_denoise_compare(tmp_path, tiny_ckpts):
