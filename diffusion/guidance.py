@@ -20,9 +20,16 @@ def cfg_denoiser(
     null_cond: torch.Tensor,
     scale: float,
     rescale: float = 0.0,
+    batched: bool | None = None,
 ) -> Denoiser:
-    """Guided denoiser: out = out_null + scale (out_cond - out_null) on the whole network output, with
-    conditional and null passes in one batched forward (Ho & Salimans 2022, eq. 6). scale = 1 is unguided.
+    """Guided denoiser: out = out_null + scale (out_cond - out_null) on the whole network output
+    (Ho & Salimans 2022, eq. 6). scale = 1 is unguided.
+
+    batched: True runs the conditional and null passes as one forward of batch 2B, False as two forwards of
+    batch B; None (the default) picks per call: batched on an accelerator, where 2B fills the device better,
+    two passes on the CPU, where a forward at 2B costs more than twice one at B (unet_small at B=16, measured
+    by scripts/benchmark_sample.py: 2.06x on one thread, 2.35x on two, against 1.89x for two passes). Both give
+    the same result up to float rounding.
 
     rescale in [0, 1] (Lin et al. 2024, sec. 3.4, eq. 15-16): the guided output is rescaled to the
     per-sample std of the conditional output and blended with weight ``rescale`` (they use 0.7).
@@ -36,8 +43,12 @@ def cfg_denoiser(
         return unguided
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_cond]))[:, : x_t.shape[1]]
-        out_cond, out_null = out.chunk(2)  # (B, C, H, W) each
+        channels = x_t.shape[1]
+        if batched if batched is not None else x_t.device.type != "cpu":
+            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_cond]))[:, :channels]
+            out_cond, out_null = out.chunk(2)  # (B, C, H, W) each
+        else:
+            out_cond, out_null = net(x_t, t, cond)[:, :channels], net(x_t, t, null_cond)[:, :channels]
         guided = out_null + scale * (out_cond - out_null)
         if rescale > 0:
             dims = tuple(range(1, guided.ndim))

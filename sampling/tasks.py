@@ -46,7 +46,10 @@ def make_denoiser(run: Run, label: int | None, b: int, model: LoadedModel | None
     cond = cond_tensor(model, label, b)
     null = cond_tensor(model, None, b)
     guidance = run.cfg.guidance if cond is not None else 1.0
-    return cfg_denoiser(model.net, model.schedule, model.prediction, cond, null, guidance, run.cfg.guidance_rescale)
+    return cfg_denoiser(
+        model.net, model.schedule, model.prediction, cond, null, guidance, run.cfg.guidance_rescale,
+        batched=run.cfg.get("guidance_batched"),
+    )
 
 
 def check_generation_args(run: Run) -> torch.Tensor | None:

@@ -37,7 +37,8 @@ def test_main_tiny_run(tmp_path, capsys):
     argv = ["--model", "unet_tiny", "--rounds", "1", "--steps", "5", "--batch", "2", "--threads", "1"]
     assert bench.main([*argv, "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    for label in ("net-only", "ours", "diffusers", "ours+CFG", "CFG / unguided", "max |ours - diffusers|"):
+    labels = ("net-only", "ours", "diffusers", "ours+CFG 2B", "ours+CFG 2x", "CFG / unguided", "max |ours - diffusers|")
+    for label in labels:
         assert label in text
     report = json.loads(out.read_text())
     assert report["check"]["timesteps_equal"] and report["check"]["max_abs_diff"] < 1e-4
@@ -73,16 +74,23 @@ def test_summarise_medians_and_paired_ratios():
         "ours": [1.02, 2.1, 1.03],
         "diffusers": [1.1, 2.0, 1.2],
         "net_only_2b": [2.0, 4.0, 2.2],
-        "ours_cfg": [2.0, 4.4, 2.1],
+        "ours_cfg_2b": [2.0, 4.4, 2.1],
+        "net_only_2x": [1.8, 3.8, 2.0],
+        "ours_cfg_2x": [1.9, 3.9, 2.0],
     }
     s = bench.summarise(times, batch=4, steps=10)
     assert s["seconds"]["ours"] == pytest.approx(1.03)
     assert s["img_per_s"]["net_only"] == pytest.approx(4.0)
     assert s["overhead"]["ours"] == pytest.approx(0.03)  # median of 0.02, 0.05, 0.03
     assert s["overhead"]["diffusers"] == pytest.approx(0.1)  # median of 0.1, 0.0, 0.2
-    assert s["overhead"]["ours_cfg"] == pytest.approx(0.0)  # against net-only 2B: median of 0.0, 0.1, -0.045
-    assert s["cfg_ratio"] == pytest.approx(2.1 / 1.03)  # median of 1.96, 2.10, 2.04
+    assert s["overhead"]["ours_cfg_2b"] == pytest.approx(0.0)  # against net-only 2B: median of 0.0, 0.1, -0.045
+    assert s["overhead"]["ours_cfg_2x"] == pytest.approx(3.9 / 3.8 - 1)  # median of 0.056, 0.026, 0.0
+    assert s["cfg_ratio_2b"] == pytest.approx(2.1 / 1.03)  # median of 1.96, 2.10, 2.04
+    assert s["cfg_ratio_2x"] == pytest.approx(1.9 / 1.02)  # median of 1.863, 1.857, 1.942
+    assert s["cfg_default"] == "ours_cfg_2x" and s["cfg_ratio"] == s["cfg_ratio_2x"]
+    assert bench.summarise(times, batch=4, steps=10, cfg_default="ours_cfg_2b")["cfg_ratio"] == s["cfg_ratio_2b"]
     assert s["net_ratio_2b"] == pytest.approx(2.0)  # median of 2.0, 2.0, 2.2
+    assert s["net_ratio_2x"] == pytest.approx(1.9)  # median of 1.8, 1.9, 2.0
     assert s["net_ms_per_step"] == pytest.approx(100.0)
 
 

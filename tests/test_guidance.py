@@ -37,14 +37,15 @@ class ExactNet:
         return eps_from_x0(x_t, x0, ab)
 
 
+@pytest.mark.parametrize("batched", [True, False, None])
 @pytest.mark.parametrize("scale", [1.0, 3.0, 7.5])
-def test_cfg_equals_closed_form_guided_score(scale):
+def test_cfg_equals_closed_form_guided_score(scale, batched):
     sched = cosine_schedule(1000)
     net = ExactNet(sched)
     x_t = torch.linspace(-3, 3, 41, dtype=torch.float64).reshape(-1, 1, 1, 1)
     t = torch.full((41,), 300)
     cond = torch.full((41,), 1)
-    pred = cfg_denoiser(net, sched, "eps", cond, torch.full((41,), NULL), scale)(x_t, t)
+    pred = cfg_denoiser(net, sched, "eps", cond, torch.full((41,), NULL), scale, batched=batched)(x_t, t)
     # closed form: eps = -sqrt(1 - ab) * [(1 - w) grad log p(x_t) + w grad log p(x_t | c)]
     ab = sched.alphas_cumprod[300]
     var = ab * S**2 + 1 - ab
@@ -54,8 +55,12 @@ def test_cfg_equals_closed_form_guided_score(scale):
     score_uncond = resp[0] * score_c[0] + resp[1] * score_c[1]
     expected = -(1 - ab).sqrt() * ((1 - scale) * score_uncond + scale * score_c[1])
     torch.testing.assert_close(pred.eps, expected, rtol=1e-9, atol=1e-9)
-    # one batched forward with cond and null together (two when unguided is skipped: scale 1 -> one pass of B)
-    assert net.calls == ([41] if scale == 1.0 else [82])
+    # guided: one forward of 2B with cond and null together, or two of B (the default on the CPU);
+    # scale 1 skips the null pass: one forward of B
+    if scale == 1.0:
+        assert net.calls == [41]
+    else:
+        assert net.calls == ([82] if batched else [41, 41])
 
 
 def test_guidance_is_the_same_for_every_parametrization():
