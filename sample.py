@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sampling import editing, tasks
 from sampling.io import InputError, write_outputs
-from training.checkpoint import CheckpointError, load_model
+from training.checkpoint import CheckpointError, LoadedModel, load_model
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {
@@ -48,17 +48,22 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def run(cfg: DictConfig) -> Path:
-    """Run the task described by ``cfg``; returns the output directory."""
+def make_run(cfg: DictConfig, model: LoadedModel | None = None) -> tasks.Run:
+    """What a task receives: ``cfg``, its model (loaded from cfg.ckpt unless given) and the sampler."""
     if cfg.n < 1 or cfg.batch_size < 1:
         raise InputError(f"n and batch_size must be positive, got n={cfg.n} batch_size={cfg.batch_size}")
-    model = load_model(cfg.ckpt, cfg.weights)
+    model = model or load_model(cfg.ckpt, cfg.weights)
     model.net.to(cfg.device)
     sampler_cfg = OmegaConf.to_container(cfg.sampler, resolve=True)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
     if not (isinstance(steps, int) and 1 <= steps <= model.schedule.num_timesteps):
         raise InputError(f"sampler.steps must be in [1, {model.schedule.num_timesteps}], got {steps}")
-    job = tasks.Run(cfg, model, instantiate(sampler_cfg), steps, spacing, notes=[])
+    return tasks.Run(cfg, model, instantiate(sampler_cfg), steps, spacing, notes=[])
+
+
+def run(cfg: DictConfig) -> Path:
+    """Run the task described by ``cfg``; returns the output directory."""
+    job = make_run(cfg)
     outputs = TASKS[cfg.task.name](job)
     out = Path(cfg.out) if cfg.out else Path("runs/sample") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     outputs["config.yaml"] = OmegaConf.to_yaml(cfg, resolve=True)
