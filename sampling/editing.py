@@ -65,18 +65,18 @@ def sdedit(run: Run) -> dict:
 
 
 def _invert(run: Run, x0: torch.Tensor, label, model: LoadedModel | None = None) -> torch.Tensor:
-    """x_T of x0 by DDIM inversion over the run's timesteps (deterministic: eta = 0)."""
+    """x_T of a batch x0 (B, C, H, W) by DDIM inversion over the run's timesteps (deterministic: eta = 0)."""
     model = model or run.model
     ts = make_timesteps(model.schedule.num_timesteps, run.steps, run.spacing)
-    x = x0[None].to(run.cfg.device)
-    return invert_ddim(make_denoiser(run, label, 1, model), x, model.schedule, ts,
+    return invert_ddim(make_denoiser(run, label, x0.shape[0], model), x0.to(run.cfg.device), model.schedule, ts,
                        fixed_point_iters=run.cfg.fixed_point_iters)
 
 
 def _decode(run: Run, x_T: torch.Tensor, label, model: LoadedModel | None = None) -> torch.Tensor:
+    """DDIM (eta = 0) from a batch x_T (B, C, H, W) over the run's timesteps; on the CPU."""
     model = model or run.model
     ts = make_timesteps(model.schedule.num_timesteps, run.steps, run.spacing)
-    return sample_ddim(make_denoiser(run, label, 1, model), x_T, model.schedule, ts).cpu()[0]
+    return sample_ddim(make_denoiser(run, label, x_T.shape[0], model), x_T, model.schedule, ts).cpu()
 
 
 def invert(run: Run) -> dict:
@@ -85,8 +85,8 @@ def invert(run: Run) -> dict:
     x0, msg, _ = load_input_image(cfg.image, model)
     run.notes.append(msg)
     label = None if cfg.label is None else parse_label(cfg.label, model)
-    x_T = _invert(run, x0, label)
-    rec = _decode(run, x_T, label)
+    x_T = _invert(run, x0[None], label)
+    rec = _decode(run, x_T, label)[0]
     mse = (rec - x0).pow(2).mean().item()
     run.notes.append(f"reconstruction MSE per pixel: {mse:.3e} ({run.steps} DDIM steps, guidance {cfg.guidance})")
     latent_view = (x_T[0].cpu() / x_T.std().item()).clamp(-3, 3) / 3
@@ -112,16 +112,23 @@ def _side(run: Run, value, name: str) -> tuple[LoadedModel, int | None]:
     raise InputError(f"{name} must be a class label or a checkpoint file, got {value!r}")
 
 
+def ddib_round_trip(run: Run, x0: torch.Tensor, source, target) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDIB on a batch x0 (B, C, H, W): invert under ``source``, decode under ``target`` (the translation), then
+    back the same way (the cycle a -> b -> a). source, target: (model, label or None). Returns both, on the CPU."""
+    (m_src, y_src), (m_tgt, y_tgt) = source, target
+    moved = _decode(run, _invert(run, x0, y_src, m_src), y_tgt, m_tgt)
+    back = _decode(run, _invert(run, moved, y_tgt, m_tgt), y_src, m_src)
+    return moved, back
+
+
 def ddib(run: Run) -> dict:
     """DDIB (Su et al. 2023): invert under the source, regenerate from that latent under the target;
     the cycle a -> b -> a measures how much the round trip keeps."""
     cfg = run.cfg
     x0, msg, _ = load_input_image(cfg.image, run.model)
     run.notes.append(msg)
-    (m_src, y_src), (m_tgt, y_tgt) = _side(run, cfg.source, "source"), _side(run, cfg.target, "target")
-    latent = _invert(run, x0, y_src, m_src)
-    moved = _decode(run, latent, y_tgt, m_tgt)
-    back = _decode(run, _invert(run, moved, y_tgt, m_tgt), y_src, m_src)
+    source, target = _side(run, cfg.source, "source"), _side(run, cfg.target, "target")
+    moved, back = (x[0] for x in ddib_round_trip(run, x0[None], source, target))
     cycle = (back - x0).pow(2).mean().item()
     run.notes.append(f"DDIB {cfg.source} -> {cfg.target}; cycle a->b->a MSE per pixel: {cycle:.3e}")
     return {
