@@ -26,10 +26,10 @@ def cfg_denoiser(
     (Ho & Salimans 2022, eq. 6). scale = 1 is unguided.
 
     batched: True runs the conditional and null passes as one forward of batch 2B, False as two forwards of
-    batch B; None (the default) picks per call: batched on an accelerator, where 2B fills the device better,
-    two passes on the CPU, where a forward at 2B costs more than twice one at B (unet_small at B=16, measured
-    by scripts/benchmark_sample.py: 2.06x on one thread, 2.35x on two, against 1.89x for two passes). Both give
-    the same result up to float rounding.
+    batch B; None (the default) picks per call: batched on an accelerator, where 2B fills the device better, two
+    passes on the CPU, where 2B gains nothing (scripts/benchmark_sample.py, unet_small at B=16: 1.998x unguided
+    either way on 2 idle cores; on 1 thread beside another job the network alone cost 2.06x at 2B and 1.89x as
+    two passes). Both give the same result up to float rounding.
 
     rescale in [0, 1] (Lin et al. 2024, sec. 3.4, eq. 15-16): the guided output is rescaled to the
     per-sample std of the conditional output and blended with weight ``rescale`` (they use 0.7).

@@ -220,7 +220,8 @@ def inpaint(run: Run) -> dict:
     mask = load_mask(cfg.mask, model, size)
     label = None if cfg.label is None else parse_label(cfg.label, model)
     filled = _fill(run, x0, 1 - mask, label, cfg.seed, cfg.n)
-    shown = x0 * (1 - mask) + mask * torch.tensor([1.0] + [-1.0] * (x0.shape[0] - 1)).reshape(-1, 1, 1)
+    fill = torch.tensor([1.0, -1.0, -1.0]) if x0.shape[0] == 3 else torch.zeros(x0.shape[0])  # red, or mid grey
+    shown = x0 * (1 - mask) + mask * fill.reshape(-1, 1, 1)
     outputs: dict = {"inpaint.png": labelled_strip([x0, shown, *filled], ["input", "mask", *[f"seed {i}" for i in
                                                                                                range(cfg.n)]]),
                      "mask.png": to_pil(mask * 2 - 1)}

@@ -11,8 +11,10 @@ on one input image and the checkpoint's own network:
     diffedit mask  the mask passes alone (2 conditions x mask_draws noise draws, batched)
 
 Goals (issue 4): inpaint <= 1.1x generate; diffedit <= 1.1x generate n=1 plus its mask passes; sdedit at
-strength s about s x generate. R rounds run every variant once in a rotating order; the ratios are medians of
-the per-round ratios (paired, so drift of a shared machine hits both sides alike).
+strength s about s x generate. DiffEdit's DDIM encoding and decoding each run encode_ratio x steps, so without
+the mask it costs about 2 x encode_ratio of plain sampling: the goal holds for encode_ratio <= 0.55. R rounds
+run every variant once in a rotating order; the ratios are medians of the per-round ratios (paired, so drift
+of a shared machine hits both sides alike).
 
     .venv/bin/python scripts/benchmark_edit.py --ckpt runs/fashion_unet/checkpoints/last.ckpt
     .venv/bin/python scripts/benchmark_edit.py --ckpt <file> --n 8 --steps 50 --rounds 5 --json edit.json
@@ -48,7 +50,14 @@ DIFFEDIT_GOAL = 1.1  # (diffedit - its mask passes) / generate n=1
 
 
 def make_variants(
-    model: LoadedModel, ckpt: str, image: str, n: int, steps: int, strengths: Sequence[float], labels: tuple[int, int]
+    model: LoadedModel,
+    ckpt: str,
+    image: str,
+    n: int,
+    steps: int,
+    strengths: Sequence[float],
+    labels: tuple[int, int],
+    diffedit_overrides: Sequence[str] = (),
 ) -> dict[str, Callable[[], Any]]:
     """One zero-argument callable per variant, each running a task over the same loaded model."""
     common = [f"ckpt={ckpt}", f"sampler.steps={steps}", f"image={image}", "seed=0"]
@@ -65,7 +74,8 @@ def make_variants(
     if model.num_classes is not None:
         source, target = labels
         variants["generate n=1"] = task("task=generate", "n=1", f"label={source}")
-        diffedit = make_run(compose_config([*common, "task=diffedit", f"source={source}", f"target={target}"]), model)
+        overrides = [*common, "task=diffedit", f"source={source}", f"target={target}", *diffedit_overrides]
+        diffedit = make_run(compose_config(overrides), model)
         x0, _, _ = load_input_image(image, model)
         variants["diffedit"] = lambda: TASKS["diffedit"](diffedit)
         variants["diffedit mask"] = lambda: diffedit_mask(diffedit, x0, source, target)
@@ -110,6 +120,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of every task")
     p.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
     p.add_argument("--labels", type=int, nargs=2, default=[0, 1], help="DiffEdit source and target")
+    p.add_argument("--encode-ratio", type=float, help="DiffEdit's encode_ratio (default: configs/task/diffedit.yaml)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads (default all)")
     p.add_argument("--json", type=Path, help="write the figures here")
@@ -145,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model = load_model(args.ckpt, "ema")
-        variants = make_variants(model, args.ckpt, args.image, args.n, args.steps, args.strengths, args.labels)
+        extra = [] if args.encode_ratio is None else [f"encode_ratio={args.encode_ratio}"]
+        variants = make_variants(model, args.ckpt, args.image, args.n, args.steps, args.strengths, args.labels, extra)
         with torch.inference_mode():
             for fn in variants.values():  # warm-up, and bad input surfaces here
                 fn()
@@ -157,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(previous_threads)
     report = {
         "ckpt": str(args.ckpt), "image": args.image, "n": args.n, "steps": args.steps, "rounds": args.rounds,
-        "strengths": args.strengths, "labels": args.labels, "threads": args.threads,
+        "strengths": args.strengths, "labels": args.labels, "encode_ratio": args.encode_ratio, "threads": args.threads,
         "device": device_name(torch.device("cpu")), "times": times, "summary": summarise(times, args.strengths),
     }
     print_table(report)

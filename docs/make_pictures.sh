@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's editing pictures: runs each example command and copies its main picture to docs/pictures/.
+#   bash docs/make_pictures.sh [fashion checkpoint] [procedural checkpoint]
+# defaults: runs/fashion_unet/checkpoints/last.ckpt (python train.py experiment=fashion_unet hydra.run.dir=runs/fashion_unet)
+#           runs/shapes/checkpoints/last.ckpt       (make train ARGS="hydra.run.dir=runs/shapes")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FASHION=${1:-runs/fashion_unet/checkpoints/last.ckpt}
+SHAPES=${2:-runs/shapes/checkpoints/last.ckpt}
+PY=${PY:-.venv/bin/python}
+TMP=$(mktemp -d)
+mkdir -p docs/pictures
+
+pic() {  # pic <name> <file in the output> <sample.py arguments...>
+  local name=$1 file=$2; shift 2
+  echo "== $name: python sample.py $*"
+  $PY sample.py "$@" out="$TMP/$name"
+  cp "$TMP/$name/$file" "docs/pictures/$name.png"
+}
+
+pic generate grid.png ckpt=$FASHION n=40 batch_size=40 guidance=3
+pic sdedit_stroke sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/stroke_trouser.png strength=0.6 n=4 label=1
+pic sdedit_sweep strength_sweep.png ckpt=$FASHION task=sdedit image=docs/inputs/stroke_trouser.png label=1 n=1 \
+  strength_sweep=[0.2,0.4,0.6,0.8,1.0]
+pic sdedit_collage sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/collage.png mask=docs/inputs/collage_mask.png \
+  strength=0.6 n=4 label=8
+pic invert invert.png ckpt=$FASHION task=invert image=docs/inputs/pullover.png label=2
+pic ddib ddib.png ckpt=$FASHION task=ddib image=docs/inputs/sneaker.png source=7 target=9
+pic diffedit diffedit.png ckpt=$FASHION task=diffedit image=docs/inputs/sneaker.png source=7 target=5 guidance=3 \
+  encode_ratio=0.8
+pic inpaint inpaint.png ckpt=$FASHION task=inpaint image=docs/inputs/tshirt.png mask=docs/inputs/right_half_mask.png n=4
+pic outpaint outpaint.png ckpt=$FASHION task=outpaint image=docs/inputs/boot.png pad=[0,8,0,0] n=4 label=9
+pic diffedit_shapes diffedit.png ckpt=$SHAPES task=diffedit image=procedural:3 source=2 target=0
+pic zoom zoom.png ckpt=$SHAPES task=zoom direction=out frames=6 scale=0.75
+rm -rf "$TMP"
+echo "wrote $(ls docs/pictures | wc -l) pictures to docs/pictures/"
