@@ -2,7 +2,7 @@
 # The README's editing pictures: runs each example command and copies its main picture to docs/pictures/.
 #   bash docs/make_pictures.sh [fashion checkpoint] [procedural checkpoint]
 # defaults: runs/fashion_unet/checkpoints/last.ckpt (python train.py experiment=fashion_unet hydra.run.dir=runs/fashion_unet)
-#           runs/shapes/checkpoints/last.ckpt       (make train ARGS="hydra.run.dir=runs/shapes")
+#           runs/shapes/checkpoints/last.ckpt       (make train ARGS="hydra.run.dir=runs/shapes trainer.max_steps=4000")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FASHION=${1:-runs/fashion_unet/checkpoints/last.ckpt}
@@ -25,7 +25,10 @@ pic sdedit_sweep strength_sweep.png ckpt=$FASHION task=sdedit image=docs/inputs/
 pic sdedit_collage sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/collage.png mask=docs/inputs/collage_mask.png \
   strength=0.6 n=4 label=8
 pic invert invert.png ckpt=$FASHION task=invert image=docs/inputs/pullover.png label=2
-pic ddib ddib.png ckpt=$FASHION task=ddib image=docs/inputs/sneaker.png source=7 target=9
+pic ddib ddib.png ckpt=$FASHION task=ddib image=docs/inputs/sneaker.png source=7 target=9 guidance=2
+echo "== ddib_transfer: python scripts/ddib_transfer.py ckpt=$FASHION data=fashion_mnist source=7 target=9 guidance=2 k=16"
+$PY scripts/ddib_transfer.py ckpt=$FASHION data=fashion_mnist source=7 target=9 guidance=2 k=16 out="$TMP/ddib_transfer"
+cp "$TMP/ddib_transfer/ddib_transfer.png" docs/pictures/ddib_transfer.png
 pic diffedit diffedit.png ckpt=$FASHION task=diffedit image=docs/inputs/sneaker.png source=7 target=5 guidance=3 \
   encode_ratio=0.8
 pic inpaint inpaint.png ckpt=$FASHION task=inpaint image=docs/inputs/tshirt.png mask=docs/inputs/right_half_mask.png n=4
