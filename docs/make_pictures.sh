@@ -33,7 +33,8 @@ pic diffedit diffedit.png ckpt=$FASHION task=diffedit image=docs/inputs/sneaker.
   encode_ratio=0.8
 pic inpaint inpaint.png ckpt=$FASHION task=inpaint image=docs/inputs/tshirt.png mask=docs/inputs/right_half_mask.png n=4
 pic outpaint outpaint.png ckpt=$FASHION task=outpaint image=docs/inputs/boot.png pad=[0,8,0,0] n=4 label=9
-pic diffedit_shapes diffedit.png ckpt=$SHAPES task=diffedit image=procedural:3 source=2 target=0
+pic diffedit_shapes diffedit.png ckpt=$SHAPES task=diffedit image=procedural:3 source=2 target=0 guidance=4 \
+  encode_ratio=0.8 mask_threshold=0.3
 pic zoom zoom.png ckpt=$SHAPES task=zoom direction=out frames=6 scale=0.75
 rm -rf "$TMP"
 echo "wrote $(ls docs/pictures | wc -l) pictures to docs/pictures/"
