@@ -250,6 +250,10 @@ def evaluate(opts: dict[str, Any], data_over: list[str], sampler_over: list[str]
         if "kid" in metrics:
             report["kid_mean"], report["kid_std"] = kernel_inception_distance(
                 real, fake, subsets=opts["kid_subsets"], subset_size=opts["kid_subset_size"], seed=opts["seed"])
+            if opts["kid_subset_size"] >= max(real.shape[0], fake.shape[0]):  # every subset is both whole sets
+                report["kid_std"] = None
+                log(f"note: kid_std needs more images than kid_subset_size={opts['kid_subset_size']} in a set: "
+                    "every subset here is the whole set, so there is no spread to report")
             names.append(f"KID-{nk}")
         if "pr" in metrics:
             report["precision"], report["recall"] = precision_recall(real, fake, k=opts["k"])
