@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sampling import editing, tasks
 from sampling.io import InputError, write_outputs
-from training.checkpoint import CheckpointError, LoadedModel, load_model
+from sampling.checkpoint import CheckpointError, LoadedModel, load_model
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {

@@ -18,8 +18,8 @@ from diffusion.forward_process import add_noise
 from diffusion.samplers import make_timesteps, sample_ddim
 from sampling.io import InputError, labelled_strip, load_input_image, load_mask, parse_label, to_pil
 from sampling.tasks import Run, make_denoiser
-from training.checkpoint import LoadedModel, load_model
-from training.generate import sample_generators
+from sampling.checkpoint import LoadedModel, load_model
+from sampling.generate import sample_generators
 
 
 def _batch(x: torch.Tensor, n: int, device) -> torch.Tensor:

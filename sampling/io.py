@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from data.procedural import ProceduralShapes
 from data.transforms import to_tensor_image
-from training.checkpoint import LoadedModel
-from training.generate import save_grid
+from sampling.checkpoint import LoadedModel
+from sampling.generate import save_grid
 
 
 class InputError(Exception):

@@ -16,8 +16,8 @@ from diffusion.forward_process import add_noise
 from diffusion.guidance import cfg_denoiser
 from diffusion.samplers import make_timesteps
 from sampling.io import InputError, labelled_strip, load_input_image, parse_label, psnr, to_pil
-from training.checkpoint import LoadedModel
-from training.generate import generate_images, sample_generators
+from sampling.checkpoint import LoadedModel
+from sampling.generate import generate_images, sample_generators
 
 
 @dataclass

@@ -49,8 +49,8 @@ from scripts.train_classifier import (  # noqa: E402
     load_or_train_classifier,
     node_digest,
 )
-from training.checkpoint import CheckpointError, load_model  # noqa: E402
-from training.generate import generate_images  # noqa: E402
+from sampling.checkpoint import CheckpointError, load_model  # noqa: E402
+from sampling.generate import generate_images  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 ALL_METRICS = ("fid", "kid", "pr", "fd", "acc")

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
+from sampling.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
 
 
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from diffusion.samplers import sample_ddim
-from training.generate import generate_images, save_grid
+from sampling.generate import generate_images, save_grid
 
 
 class PreviewSamples(L.Callback):
