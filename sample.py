@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sampling import editing, tasks
-from sampling.io import InputError, write_outputs
 from sampling.checkpoint import CheckpointError, LoadedModel, load_model
+from sampling.io import InputError, write_outputs
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {

@@ -16,10 +16,10 @@ from diffusion.editing.inversion import invert_ddim
 from diffusion.editing.sdedit import sdedit_start
 from diffusion.forward_process import add_noise
 from diffusion.samplers import make_timesteps, sample_ddim
-from sampling.io import InputError, labelled_strip, load_input_image, load_mask, parse_label, to_pil
-from sampling.tasks import Run, make_denoiser
 from sampling.checkpoint import LoadedModel, load_model
 from sampling.generate import sample_generators
+from sampling.io import InputError, labelled_strip, load_input_image, load_mask, parse_label, to_pil
+from sampling.tasks import Run, make_denoiser
 
 
 def _batch(x: torch.Tensor, n: int, device) -> torch.Tensor:

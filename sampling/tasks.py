@@ -15,9 +15,9 @@ from diffusion.denoiser import Denoiser
 from diffusion.forward_process import add_noise
 from diffusion.guidance import cfg_denoiser
 from diffusion.samplers import make_timesteps
-from sampling.io import InputError, labelled_strip, load_input_image, parse_label, psnr, to_pil
 from sampling.checkpoint import LoadedModel
 from sampling.generate import generate_images, sample_generators
+from sampling.io import InputError, labelled_strip, load_input_image, parse_label, psnr, to_pil
 
 
 @dataclass

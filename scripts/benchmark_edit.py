@@ -40,10 +40,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sample import TASKS, compose_config, make_run  # noqa: E402
+from sampling.checkpoint import CheckpointError, LoadedModel, load_model  # noqa: E402
 from sampling.editing import diffedit_mask  # noqa: E402
 from sampling.io import InputError, load_input_image  # noqa: E402
 from scripts.benchmark_train import available_cores, device_name  # noqa: E402
-from sampling.checkpoint import CheckpointError, LoadedModel, load_model  # noqa: E402
 
 INPAINT_GOAL = 1.1  # inpaint / generate
 DIFFEDIT_GOAL = 1.1  # (diffedit - its mask passes) / generate n=1

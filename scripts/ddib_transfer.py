@@ -28,11 +28,11 @@ if str(ROOT) not in sys.path:
 
 from data import DatasetError  # noqa: E402
 from sample import compose_config, make_run  # noqa: E402
+from sampling.checkpoint import CheckpointError  # noqa: E402
 from sampling.editing import ddib_round_trip  # noqa: E402
 from sampling.io import InputError, parse_label, to_pil  # noqa: E402
 from scripts.train_classifier import InputError as DataInputError  # noqa: E402
 from scripts.train_classifier import build_dataset, compose_data, load_or_train_classifier  # noqa: E402
-from sampling.checkpoint import CheckpointError  # noqa: E402
 
 OWN_KEYS = ("data", "k", "out")  # everything else goes to sample.py's config
 

@@ -40,6 +40,8 @@ from evaluation.metrics import (  # noqa: E402
     kernel_inception_distance,
     precision_recall,
 )
+from sampling.checkpoint import CheckpointError, load_model  # noqa: E402
+from sampling.generate import generate_images  # noqa: E402
 from scripts.train_classifier import DEFAULTS as CLASSIFIER_DEFAULTS  # noqa: E402
 from scripts.train_classifier import (  # noqa: E402
     InputError,
@@ -49,8 +51,6 @@ from scripts.train_classifier import (  # noqa: E402
     load_or_train_classifier,
     node_digest,
 )
-from sampling.checkpoint import CheckpointError, load_model  # noqa: E402
-from sampling.generate import generate_images  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 ALL_METRICS = ("fid", "kid", "pr", "fd", "acc")
