@@ -14,11 +14,8 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from data.procedural import ProceduralShapes
 from data.transforms import to_tensor_image
 from sampling.checkpoint import LoadedModel
+from sampling.checks import InputError  # noqa: F401  (re-exported: tasks raise it)
 from sampling.generate import save_grid
-
-
-class InputError(Exception):
-    """Bad user input; the message is one line."""
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
