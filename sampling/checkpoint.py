@@ -1,22 +1,43 @@
-"""Load a trained network from a Lightning checkpoint or an exported .safetensors + .yaml pair, safely."""
+"""Load a trained network from a Lightning checkpoint or an exported .safetensors + .yaml pair, safely.
+
+A checkpoint is data, never code. Its weights are read with ``torch.load(weights_only=True)`` (or
+safetensors), so no pickle payload runs. Its stored config names the network and the schedule by
+``_target_``, and that config was written by whoever made the file, not by the user: so nothing in it is
+passed to Hydra's ``instantiate``. Only the constructors in ``MODELS`` and ``SCHEDULES`` may be named,
+their arguments must be plain numbers, strings, booleans or lists of them, and the network is first built
+on the meta device and checked against the stored weights' shapes before any memory is allocated.
+Non-finite weights are refused too: they would sample black images with exit status 0.
+"""
 
 from __future__ import annotations
 
+import inspect
+import math
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import yaml
-from hydra.utils import instantiate
 from torch import nn
 
-from diffusion.schedules import Schedule
+from diffusion.parametrization import PREDICTIONS
+from diffusion.schedules import Schedule, cosine_schedule, linear_schedule, sigmoid_schedule
+from models.dit import DiT
+from models.unet import UNet
+
+# The only callables a checkpoint's config may name. A new backbone or schedule is added here.
+MODELS: dict[str, Callable[..., nn.Module]] = {"models.unet.UNet": UNet, "models.dit.DiT": DiT}
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    "diffusion.schedules.linear_schedule": linear_schedule,
+    "diffusion.schedules.cosine_schedule": cosine_schedule,
+    "diffusion.schedules.sigmoid_schedule": sigmoid_schedule,
+}
 
 
 class CheckpointError(Exception):
-    """A checkpoint that is missing, truncated, foreign or unsafe; the message is one line naming the file."""
+    """A checkpoint that is missing, truncated, foreign, unsafe or non-finite; one line naming the file."""
 
 
 @dataclass
@@ -32,39 +53,117 @@ class LoadedModel:
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(state_dict, stored config) of a training checkpoint, read without running any pickled code."""
     try:
         # weights_only: a pickle that would run code is refused instead of executed
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: refused to load (not plain weights: {first[:200]})") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # truncated zip, text, random bytes, a folder: all "not a checkpoint", in one line
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or foreign file)") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt.get("difflab", {}):
-        raise CheckpointError(f"{path}: not a difflab checkpoint (no state_dict / difflab config)")
-    return ckpt["state_dict"], ckpt["difflab"]["config"]
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a difflab checkpoint (no state_dict)")
+    difflab = ckpt.get("difflab")
+    if not isinstance(difflab, dict) or not isinstance(difflab.get("config"), dict):
+        raise CheckpointError(f"{path}: not a difflab checkpoint (no stored difflab config)")
+    return ckpt["state_dict"], difflab["config"]
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config_path = path.with_suffix(".yaml")
-    if not config_path.exists():
+    if not config_path.is_file():
         raise CheckpointError(f"{path}: its config {config_path.name} is missing beside it")
     try:
         weights = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
+    except Exception as e:  # SafetensorError, OSError, ValueError, ...: one line
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or foreign)") from e
     try:
-        config = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{config_path}: not valid YAML") from e
+        config = yaml.safe_load(config_path.read_text())  # safe_load: YAML tags never build Python objects
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise CheckpointError(f"{config_path}: not a readable YAML config") from e
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: not a difflab config (expected a mapping)")
     return {f"ema.{k}": v for k, v in weights.items()}, config
 
 
+def _plain(value: Any) -> bool:
+    """True for the values a constructor argument may take: numbers, strings, booleans, None, lists of them."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _constructor(node: Any, allowed: dict[str, Callable], what: str, path: Path) -> tuple[Callable, dict]:
+    """The allowed constructor that ``node`` names and its keyword arguments, or CheckpointError.
+
+    Checked before anything is called: the ``_target_`` is in ``allowed``, no other Hydra key (``_args_``,
+    ``_partial_``, ``_recursive_``, ...) is present, every argument is plain data (so no nested
+    ``_target_`` can hide in it) and is a parameter of that constructor.
+    """
+    if not isinstance(node, dict):
+        raise CheckpointError(f"{path}: the stored {what} config is not a mapping")
+    target = node.get("_target_")
+    if target not in allowed:
+        raise CheckpointError(
+            f"{path}: refused: the stored {what} config names {str(target)[:100]!r}, "
+            f"which is not one of difflab's own ({', '.join(allowed)})"
+        )
+    fn = allowed[target]
+    params = inspect.signature(fn).parameters
+    kwargs = {}
+    for key, value in node.items():
+        if key == "_target_":
+            continue
+        if key.startswith("_") or key not in params:
+            raise CheckpointError(f"{path}: refused: the stored {what} config has a key {key[:50]!r} that {target} "
+                                  "does not take")
+        if not _plain(value):
+            raise CheckpointError(f"{path}: refused: the stored {what} config's {key!r} is not a plain value")
+        kwargs[key] = value
+    return fn, kwargs
+
+
+def _build_net(fn: Callable, kwargs: dict, net_state: dict, path: Path) -> nn.Module:
+    """The network, built first on the meta device and compared with the weights' names and shapes, so a
+    config that asks for huge layers fails on the comparison instead of allocating them."""
+    try:
+        with torch.device("meta"):
+            skeleton = fn(**kwargs)
+    except Exception as e:  # the constructor's own argument checks
+        raise CheckpointError(f"{path}: the stored model config is invalid ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:150] if str(e) else ''})") from e
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in net_state.items()}
+    if expected != stored:
+        missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
+        detail = (f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}" if extra
+                  else f"shape of {wrong[:2]}")
+        raise CheckpointError(f"{path}: weights do not fit the stored model config ({detail})")
+    net = fn(**kwargs)
+    net.load_state_dict(net_state)
+    return net
+
+
+def _positive_int(config: dict, keys: tuple[str, ...], path: Path) -> int:
+    node: Any = config
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    if isinstance(node, bool) or not isinstance(node, int) or node < 1:
+        raise CheckpointError(f"{path}: the stored config's {'.'.join(keys)} must be a positive integer, got {node!r}")
+    return node
+
+
 def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
-    """Rebuild the network from the config stored with it and load its ``weights`` ("ema" or "raw")."""
+    """Rebuild the network from the config stored with it (checked as the module docstring says) and load its
+    ``weights`` ("ema" or "raw")."""
     path = Path(path)
     if weights not in ("ema", "raw"):
         raise CheckpointError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -72,20 +171,38 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
         raise CheckpointError(f"{path}: no such checkpoint file")
     state, config = _read_safetensors(path) if path.suffix == ".safetensors" else read_checkpoint(path)
     prefix = f"{'ema' if weights == 'ema' else 'net'}."
-    net_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    net_state = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
     if not net_state:
         raise CheckpointError(f"{path}: holds no '{weights}' weights")
+    if not all(isinstance(v, torch.Tensor) for v in net_state.values()):
+        raise CheckpointError(f"{path}: its '{weights}' weights are not all tensors")
+    bad = [k for k, v in net_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: refused: {len(bad)} '{weights}' weight tensor(s) hold NaN or inf "
+                              f"(first: {bad[0]}); the run diverged before this was saved")
+    model_fn, model_kwargs = _constructor(config.get("model"), MODELS, "model", path)
+    diffusion = config.get("diffusion") if isinstance(config.get("diffusion"), dict) else {}
+    schedule_fn, schedule_kwargs = _constructor(diffusion.get("schedule"), SCHEDULES, "diffusion.schedule", path)
+    prediction = diffusion.get("prediction")
+    if prediction not in PREDICTIONS:
+        raise CheckpointError(f"{path}: the stored diffusion.prediction must be one of {PREDICTIONS}, "
+                              f"got {str(prediction)[:50]!r}")
+    num_classes = model_kwargs.get("num_classes")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise CheckpointError(f"{path}: the stored model.num_classes must be a positive integer or null")
+    channels = _positive_int(config, ("data", "channels"), path)
+    size = _positive_int(config, ("data", "image_size"), path)
+    net = _build_net(model_fn, model_kwargs, net_state, path)
     try:
-        net = instantiate(config["model"])
-        net.load_state_dict(net_state)
-    except Exception as e:  # a config and weights that do not match: one line, not a traceback
-        raise CheckpointError(f"{path}: weights do not fit the stored model config ({type(e).__name__})") from e
-    data = config["data"]
+        schedule = schedule_fn(**schedule_kwargs)
+    except Exception as e:  # the schedule's own checks (a non-decreasing alpha_bar, T = 0, ...)
+        raise CheckpointError(f"{path}: the stored diffusion.schedule config is invalid ({type(e).__name__})") from e
     return LoadedModel(
         net=net.eval().requires_grad_(False),
-        schedule=instantiate(config["diffusion"]["schedule"]),
-        prediction=config["diffusion"]["prediction"],
-        num_classes=config["model"].get("num_classes"),
-        image_shape=(int(data["channels"]), int(data["image_size"]), int(data["image_size"])),
+        schedule=schedule,
+        prediction=prediction,
+        num_classes=num_classes,
+        image_shape=(channels, size, size),
         config=config,
     )
