@@ -7,20 +7,19 @@ from typing import Callable
 import torch
 
 from diffusion.forward_process import gather
-from diffusion.parametrization import Prediction, to_prediction
+from diffusion.parametrization import Parametrization, Prediction
 from diffusion.schedules import Schedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], Prediction]
 
 
-def net_denoiser(net: Callable, schedule: Schedule, prediction: str, cond: torch.Tensor | None = None) -> Denoiser:
-    """Denoiser for a network ``net(x_t, t, cond)`` trained to predict ``prediction`` (eps, x0 or v).
-
-    Only the first ``x_t.shape[1]`` output channels are used, so a network that also learns a variance works.
-    """
+def net_denoiser(
+    net: Callable, schedule: Schedule, parametrization: Parametrization, cond: torch.Tensor | None = None
+) -> Denoiser:
+    """Denoiser for a network ``net(x_t, t, cond)`` whose output ``parametrization`` interprets (its mean part
+    only, so a network that also learns a variance works)."""
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        out = net(x_t, t, cond)[:, : x_t.shape[1]]  # (B, C, H, W)
-        return to_prediction(prediction, out, x_t, gather(schedule.alphas_cumprod, t, x_t))
+        return parametrization.predict(net(x_t, t, cond), x_t, gather(schedule.alphas_cumprod, t, x_t))
 
     return denoiser

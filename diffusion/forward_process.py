@@ -18,6 +18,13 @@ def add_noise(x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
     return alpha_bar**0.5 * x0 + (1 - alpha_bar) ** 0.5 * eps
 
 
+def renoise(x: torch.Tensor, alpha_bar_from: float, alpha_bar_to: float, noise: torch.Tensor) -> torch.Tensor:
+    """Sample q(x_to | x_from) for a later, noisier step: N(sqrt(a) x, (1 - a) I), a = ab_to / ab_from
+    (RePaint's jump back up, Lugmayr et al. 2022, eq. 9 over several steps)."""
+    a = alpha_bar_to / alpha_bar_from
+    return a**0.5 * x + (1 - a) ** 0.5 * noise
+
+
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """``add_noise`` at integer timesteps t (B,) of ``schedule``."""
     return add_noise(x0, eps, gather(schedule.alphas_cumprod, t, x0))

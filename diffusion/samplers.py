@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 import torch
 
 from diffusion.denoiser import Denoiser
-from diffusion.forward_process import posterior_mean_variance
+from diffusion.parametrization import Prediction
 from diffusion.schedules import Schedule
+from diffusion.steps import alpha_bar_at, ddim_step, ddpm_step
 
 SPACINGS = ("uniform", "quadratic", "trailing")
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]  # (i, t, x_t, x0_hat)
@@ -46,10 +47,6 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", sta
     return sorted(set(ts), reverse=True)
 
 
-def _alpha_bar(schedule: Schedule, t: int) -> float:
-    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
-
-
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
@@ -77,6 +74,19 @@ def threshold_x0(x0: torch.Tensor, clip_x0: bool | float = False) -> torch.Tenso
     return x0.clamp(-s, s) / s
 
 
+def clip_prediction(pred: Prediction, x_t: torch.Tensor, alpha_bar: float, clip_x0: bool | float) -> Prediction:
+    """``pred`` with x0_hat thresholded (``threshold_x0``) and eps_hat re-derived from it, so the step stays
+    consistent with the clipped x0 (as GLIDE does, and diffusers' DDIM only with use_clipped_model_output)."""
+    if not clip_x0:
+        return pred
+    x0 = threshold_x0(pred.x0, clip_x0)
+    return Prediction((x_t - alpha_bar**0.5 * x0) / (1 - alpha_bar) ** 0.5, x0)
+
+
+def _t_batch(x: torch.Tensor, t: int) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+
+
 @torch.no_grad()
 def sample_ddim(
     denoiser: Denoiser,
@@ -89,24 +99,17 @@ def sample_ddim(
     callback: Callback | None = None,
     clip_x0: bool | float = False,
 ) -> torch.Tensor:
-    """DDIM (Song et al. 2021, eq. 12): x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - s^2) eps + s z,
-    s = eta sqrt((1 - ab_prev)/(1 - ab) (1 - ab/ab_prev)); eta = 0 is deterministic, eta = 1 is DDPM-like."""
+    """DDIM (Song et al. 2021, eq. 12) along ``timesteps``: ``ddim_step`` at each; eta = 0 is deterministic,
+    eta = 1 is DDPM-like. With ``clip_x0`` the prediction is clipped first (``clip_prediction``)."""
     x = x_T
     ts = list(timesteps)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
-        pred = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-        x0, eps = pred.x0, pred.eps
-        if clip_x0:  # keep eps consistent with the thresholded x0 (as diffusers' DDIM does)
-            x0 = threshold_x0(x0, clip_x0)
-            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
+        pred = clip_prediction(denoiser(x, _t_batch(x, t)), x, alpha_bar_at(schedule, t), clip_x0)
         if callback is not None:
-            callback(i, t, x, x0)
-        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
-        x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
-        if sigma > 0:
-            x = x + sigma * randn_like(x, generator)
+            callback(i, t, x, pred.x0)
+        noise = randn_like(x, generator) if eta > 0 and t_prev >= 0 else None  # sigma > 0 exactly then
+        x = ddim_step(schedule, pred, x, t, t_prev, noise, eta=eta)
     return x
 
 
@@ -122,23 +125,18 @@ def sample_ddpm(
     callback: Callback | None = None,
     clip_x0: bool | float = False,
 ) -> torch.Tensor:
-    """Ancestral sampling from q(x_prev | x_t, x0_hat) (Ho et al. 2020, alg. 2), on any decreasing chain
-    (respaced as in Nichol & Dhariwal 2021, sec. 4). variance: "beta_tilde" (posterior, eq. 7) or "beta"."""
+    """Ancestral sampling (Ho et al. 2020, alg. 2) along any decreasing chain (respaced as in Nichol &
+    Dhariwal 2021, sec. 4): ``ddpm_step`` at each. variance: "beta_tilde" (posterior, eq. 7) or "beta"."""
     if variance not in ("beta_tilde", "beta"):
         raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}")
     x = x_T
     ts = list(timesteps)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        ab, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
-        x0 = denoiser(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).x0
-        x0 = threshold_x0(x0, clip_x0)
+        pred = denoiser(x, _t_batch(x, t))
+        pred = Prediction(pred.eps, threshold_x0(pred.x0, clip_x0))  # the posterior mean uses x0_hat and x_t only
         if callback is not None:
-            callback(i, t, x, x0)
-        mean, var = posterior_mean_variance(x0, x, ab, ab_prev)
-        if variance == "beta":
-            var = 1 - ab / ab_prev
-        x = mean
-        if t_prev >= 0:  # no noise on the final step (Ho et al. alg. 2: z = 0 if t = 1)
-            x = x + var**0.5 * randn_like(x, generator)
+            callback(i, t, x, pred.x0)
+        noise = randn_like(x, generator) if t_prev >= 0 else None  # no noise on the final step (alg. 2: z = 0)
+        x = ddpm_step(schedule, pred, x, t, t_prev, noise, variance=variance)
     return x

@@ -42,11 +42,6 @@ class Schedule:
         return ab / (1.0 - ab)
 
 
-def schedule_from_betas(betas: torch.Tensor) -> Schedule:
-    """Schedule with alpha_bar[t] = prod_{s<=t} (1 - beta[s]) (Ho et al. 2020, sec. 2)."""
-    return Schedule(torch.cumprod(1.0 - betas.to(torch.float64), dim=0))
-
-
 def rescale_zero_terminal_snr(schedule: Schedule) -> Schedule:
     """Shift and scale sqrt(alpha_bar) so alpha_bar[T-1] = 0 exactly and alpha_bar[0] is kept.
 
@@ -87,8 +82,9 @@ def cosine_schedule(timesteps: int = 1000, s: float = 0.008, zero_terminal_snr: 
 def sigmoid_schedule(
     timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, zero_terminal_snr: bool = False
 ) -> Schedule:
-    """alpha_bar(t) = (sigmoid(-(end/tau)) - sigmoid(((t/T)(end-start)+start)/tau)) normalised to (0, 1]
-    (Chen 2023, "On the Importance of Noise Scheduling", Algorithm 1), beta clipped at 0.999."""
+    """alpha_bar(t) = (sigmoid(end/tau) - sigmoid(((t/T)(end-start)+start)/tau)) / (sigmoid(end/tau) -
+    sigmoid(start/tau)), so alpha_bar(0) = 1 and alpha_bar(T) = 0 (Chen 2023, "On the Importance of Noise
+    Scheduling", Algorithm 1), beta clipped at 0.999."""
     steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
     v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))

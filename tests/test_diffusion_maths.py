@@ -5,13 +5,12 @@ import math
 import pytest
 import torch
 
-from diffusion.forward_process import add_noise, posterior_mean_variance, q_sample
-from diffusion.losses import diffusion_loss, loss_weight
+from diffusion.forward_process import add_noise, posterior_mean_variance, q_sample, renoise
 from diffusion.parametrization import (
+    Prediction,
     eps_from_v,
     eps_from_x0,
-    target_for,
-    to_prediction,
+    make_parametrization,
     v_from_eps_x0,
     x0_from_eps,
     x0_from_v,
@@ -23,6 +22,7 @@ from diffusion.schedules import (
     rescale_zero_terminal_snr,
     sigmoid_schedule,
 )
+from diffusion.steps import ddim_inverse_step, ddim_step, ddpm_step
 
 BUILDERS = [linear_schedule, cosine_schedule, sigmoid_schedule]
 
@@ -85,7 +85,8 @@ def test_conversions_round_trip(ab):
     torch.testing.assert_close(x0_from_v(x_t, v, ab), x0, rtol=0, atol=1e-12)
     torch.testing.assert_close(eps_from_v(x_t, v, ab), eps, rtol=0, atol=1e-12)
     for p in ("eps", "x0", "v"):
-        pred = to_prediction(p, target_for(p, x0, eps, ab), x_t, ab)
+        param = make_parametrization(p)
+        pred = param.convert(param.target(x0, eps, ab), x_t, ab)
         torch.testing.assert_close(pred.x0, x0, rtol=0, atol=1e-9)
         torch.testing.assert_close(pred.eps, eps, rtol=0, atol=1e-9)
 
@@ -93,7 +94,8 @@ def test_conversions_round_trip(ab):
 def test_v_prediction_defined_at_zero_terminal_snr():
     x0, eps = _rand(2, 1, 4, 4, seed=3), _rand(2, 1, 4, 4, seed=4)
     x_t = add_noise(x0, eps, 0.0)  # pure noise
-    pred = to_prediction("v", target_for("v", x0, eps, 0.0), x_t, 0.0)
+    v = make_parametrization("v")
+    pred = v.convert(v.target(x0, eps, 0.0), x_t, 0.0)
     torch.testing.assert_close(pred.x0, x0)
     torch.testing.assert_close(pred.eps, eps)
 
@@ -132,30 +134,66 @@ def test_min_snr_weights_and_zero_terminal_snr_loss_finite():
     s = rescale_zero_terminal_snr(linear_schedule(1000))
     snr = s.snr
     gamma = 5.0
-    w_eps = loss_weight(snr, "eps", "min_snr", gamma)
-    w_v = loss_weight(snr, "v", "min_snr", gamma)
-    w_x0 = loss_weight(snr, "x0", "min_snr", gamma)
+    w_eps, w_v, w_x0 = (make_parametrization(p, "min_snr", gamma).loss_weight(snr) for p in ("eps", "v", "x0"))
     assert torch.isfinite(w_eps).all() and torch.isfinite(w_v).all() and torch.isfinite(w_x0).all()
     t = 500
     assert w_x0[t].item() == pytest.approx(min(snr[t].item(), gamma))
     assert w_eps[t].item() == pytest.approx(min(snr[t].item(), gamma) / snr[t].item())
     assert w_v[t].item() == pytest.approx(min(snr[t].item(), gamma) / (snr[t].item() + 1))
     assert w_eps[-1].item() == 1.0 and w_v[-1].item() == 0.0
-    assert loss_weight(snr, "eps").eq(1).all()  # uniform
+    assert make_parametrization("eps").loss_weight(snr).eq(1).all()  # uniform
     # the loss at t = T-1 (alpha_bar = 0) is finite for every target and weighting
     x0, eps = _rand(3, 1, 4, 4, seed=7).float(), _rand(3, 1, 4, 4, seed=8).float()
     t_last = torch.full((3,), 999)
     for p in ("eps", "x0", "v"):
-        target = target_for(p, x0, eps, 0.0)
         for w in ("uniform", "min_snr"):
-            loss = diffusion_loss(torch.zeros_like(target), target, snr[t_last], p, w, gamma)
+            loss = make_parametrization(p, w, gamma).loss(torch.zeros_like(x0), x0, eps, 0.0, snr[t_last])
             assert torch.isfinite(loss)
 
 
-def test_diffusion_loss_value():
-    out = torch.zeros(2, 1, 2, 2)
-    target = torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2)
+def test_diffusion_loss_value_and_learned_variance_split():
+    x0 = torch.zeros(2, 1, 2, 2)
+    eps = torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2)
     snr = torch.tensor([1.0, 10.0], dtype=torch.float64)
-    assert diffusion_loss(out, target, snr, "eps").item() == pytest.approx((1 + 9) / 2)
+    out = torch.zeros(2, 1, 2, 2)
+    assert make_parametrization("eps").loss(out, x0, eps, 0.5, snr).item() == pytest.approx((1 + 9) / 2)
     # min-SNR with gamma 5 on eps: weights 1 and 0.5
-    assert diffusion_loss(out, target, snr, "eps", "min_snr", 5.0).item() == pytest.approx((1 + 4.5) / 2)
+    assert make_parametrization("eps", "min_snr", 5.0).loss(out, x0, eps, 0.5, snr).item() == pytest.approx(
+        (1 + 4.5) / 2)
+    # a learned-variance output (2C channels): only the first C enter the loss and the prediction
+    wide = torch.cat([out, torch.full_like(out, 100.0)], dim=1)
+    assert make_parametrization("eps").loss(wide, x0, eps, 0.5, snr).item() == pytest.approx((1 + 9) / 2)
+    pred = make_parametrization("eps").predict(wide, torch.ones(2, 1, 2, 2), 0.5)
+    assert pred.eps.shape == (2, 1, 2, 2) and pred.eps.eq(0).all()
+    with pytest.raises(ValueError, match="prediction"):
+        make_parametrization("score")
+    with pytest.raises(ValueError, match="weighting"):
+        make_parametrization("v", "snr_plus_one")
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_ddim_inverse_step_undoes_ddim_step_with_the_same_eps(prediction):
+    s = cosine_schedule(1000)
+    x_t, eps = _rand(3, 2, 4, 4, seed=9), _rand(3, 2, 4, 4, seed=10)
+    for t, t_prev in [(999, 700), (500, 480), (20, -1)]:
+        ab = s.alphas_cumprod[t].item()
+        pred = Prediction(eps, x0_from_eps(x_t, eps, ab))
+        x_prev = ddim_step(s, pred, x_t, t, t_prev)
+        back = ddim_inverse_step(s, Prediction(eps, pred.x0 * float("nan")), x_prev, t_prev, t)  # uses eps only
+        torch.testing.assert_close(back, x_t, rtol=0, atol=1e-10)
+
+
+def test_ddpm_step_is_the_posterior_and_renoise_has_the_forward_statistics():
+    s = linear_schedule(1000)
+    n = 200_000
+    x_t, x0, z = _rand(n, seed=11), torch.full((n,), 0.4, dtype=torch.float64), _rand(n, seed=12)
+    pred = Prediction(eps_from_x0(x_t, x0, s.alphas_cumprod[300].item()), x0)
+    mean, var = posterior_mean_variance(x0, x_t, s.alphas_cumprod[300].item(), s.alphas_cumprod[250].item())
+    torch.testing.assert_close(ddpm_step(s, pred, x_t, 300, 250, z), mean + var**0.5 * z, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ddpm_step(s, pred, x_t, 300, 250), mean)  # no noise given: the mean
+    torch.testing.assert_close(ddpm_step(s, pred, x_t, 0, -1, z), x0, rtol=0, atol=1e-12)  # last step: no noise
+    # renoise from 250 to 300 of a constant has the mean and variance of q(x_300 | x_250)
+    a = s.alphas_cumprod[300].item() / s.alphas_cumprod[250].item()
+    up = renoise(x0, s.alphas_cumprod[250].item(), s.alphas_cumprod[300].item(), z)
+    assert up.mean().item() == pytest.approx(a**0.5 * 0.4, abs=4 / n**0.5)
+    assert up.var().item() == pytest.approx(1 - a, rel=0.02)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from diffusion.forward_process import gather
-from diffusion.guidance import cfg_denoiser
-from diffusion.parametrization import eps_from_x0
+from diffusion.guidance import Guidance, cfg_denoiser
+from diffusion.parametrization import EpsPrediction, eps_from_x0
 from diffusion.schedules import cosine_schedule
 
 MU = torch.tensor([-1.0, 1.5], dtype=torch.float64)  # class means
@@ -45,7 +45,7 @@ def test_cfg_equals_closed_form_guided_score(scale, batched):
     x_t = torch.linspace(-3, 3, 41, dtype=torch.float64).reshape(-1, 1, 1, 1)
     t = torch.full((41,), 300)
     cond = torch.full((41,), 1)
-    pred = cfg_denoiser(net, sched, "eps", cond, torch.full((41,), NULL), scale, batched=batched)(x_t, t)
+    pred = Guidance(scale, batched=batched).denoiser(net, sched, EpsPrediction(), cond, torch.full((41,), NULL))(x_t, t)
     # closed form: eps = -sqrt(1 - ab) * [(1 - w) grad log p(x_t) + w grad log p(x_t | c)]
     ab = sched.alphas_cumprod[300]
     var = ab * S**2 + 1 - ab
@@ -93,3 +93,19 @@ def test_cfg_rescale_matches_conditional_std():
     full = cfg_denoiser(net, sched, "eps", cond, null, 5.0, rescale=1.0)(x_t, t).eps
     cond_only = net(x_t, t, cond)
     torch.testing.assert_close(full.std(dim=(1, 2, 3)), cond_only.std(dim=(1, 2, 3)))
+
+
+def test_guidance_policy_checks_and_unconditional_models_are_unguided():
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="scale"):
+            Guidance(bad)
+    with pytest.raises(ValueError, match="rescale"):
+        Guidance(3.0, rescale=1.5)
+    sched = cosine_schedule(1000)
+    net = ExactNet(sched)
+    x_t = torch.zeros(4, 1, 1, 1, dtype=torch.float64)
+    t = torch.full((4,), 10)
+    # no condition (an unconditional model): one plain forward, whatever the scale
+    Guidance(5.0).denoiser(lambda x, t, c: net(x, t, torch.full((4,), NULL)), sched, EpsPrediction(), None, None)(
+        x_t, t)
+    assert net.calls == [4]

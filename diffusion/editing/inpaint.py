@@ -7,10 +7,11 @@ from typing import Sequence
 import torch
 
 from diffusion.denoiser import Denoiser
-from diffusion.forward_process import gather, posterior_mean_variance
+from diffusion.forward_process import gather, renoise
 from diffusion.parametrization import Prediction, eps_from_x0
 from diffusion.samplers import Callback, Generators, randn_like
 from diffusion.schedules import Schedule
+from diffusion.steps import alpha_bar_at, ddpm_step
 
 
 def inpaint_denoiser(denoiser: Denoiser, schedule: Schedule, x_known: torch.Tensor, keep: torch.Tensor) -> Denoiser:
@@ -62,19 +63,16 @@ def sample_repaint(
     generator: Generators = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Ancestral sampling along ``repaint_moves``: down moves are DDPM posterior steps (beta-tilde
-    variance), up moves draw q(x_to | x_from) = N(sqrt(ab_to / ab_from) x, 1 - ab_to / ab_from)."""
+    """Ancestral sampling along ``repaint_moves``: down moves are ``ddpm_step`` (beta-tilde variance), up
+    moves draw q(x_to | x_from) with ``renoise``."""
     x = x_T
     for i, (t_from, t_to) in enumerate(repaint_moves(timesteps, jump_length, resamples)):
-        ab_from = float(schedule.alphas_cumprod[t_from])
-        ab_to = 1.0 if t_to < 0 else float(schedule.alphas_cumprod[t_to])
         if t_to > t_from:  # up: forward-noise
-            a = ab_to / ab_from
-            x = a**0.5 * x + (1 - a) ** 0.5 * randn_like(x, generator)
+            x = renoise(x, alpha_bar_at(schedule, t_from), alpha_bar_at(schedule, t_to), randn_like(x, generator))
             continue
-        x0 = denoiser(x, torch.full((x.shape[0],), t_from, device=x.device, dtype=torch.long)).x0
+        pred = denoiser(x, torch.full((x.shape[0],), t_from, device=x.device, dtype=torch.long))
         if callback is not None:
-            callback(i, t_from, x, x0)
-        mean, var = posterior_mean_variance(x0, x, ab_from, ab_to)
-        x = mean + (var**0.5 * randn_like(x, generator) if t_to >= 0 else 0.0)
+            callback(i, t_from, x, pred.x0)
+        noise = randn_like(x, generator) if t_to >= 0 else None
+        x = ddpm_step(schedule, pred, x, t_from, t_to, noise)
     return x
