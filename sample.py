@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from sampling import editing, tasks
 from sampling.checkpoint import CheckpointError, LoadedModel, load_model
 from sampling.io import InputError, write_outputs
+from sampling.settings import check_settings
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {
@@ -49,15 +50,13 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def make_run(cfg: DictConfig, model: LoadedModel | None = None) -> tasks.Run:
-    """What a task receives: ``cfg``, its model (loaded from cfg.ckpt unless given) and the sampler."""
-    if cfg.n < 1 or cfg.batch_size < 1:
-        raise InputError(f"n and batch_size must be positive, got n={cfg.n} batch_size={cfg.batch_size}")
+    """What a task receives: ``cfg``, its model (loaded from cfg.ckpt unless given) and the sampler; every
+    setting is checked against its range here (sampling/settings.py), so the tasks take them as given."""
     model = model or load_model(cfg.ckpt, cfg.weights)
+    check_settings(cfg, model.schedule.num_timesteps)
     model.net.to(cfg.device)
     sampler_cfg = OmegaConf.to_container(cfg.sampler, resolve=True)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
-    if not (isinstance(steps, int) and 1 <= steps <= model.schedule.num_timesteps):
-        raise InputError(f"sampler.steps must be in [1, {model.schedule.num_timesteps}], got {steps}")
     return tasks.Run(cfg, model, instantiate(sampler_cfg), steps, spacing, notes=[])
 
 

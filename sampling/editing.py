@@ -26,12 +26,6 @@ def _batch(x: torch.Tensor, n: int, device) -> torch.Tensor:
     return x[None].expand(n, *x.shape).contiguous().to(device)
 
 
-def _strength(value, name: str = "strength") -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
 def _edit_from(run: Run, x0: torch.Tensor, strength: float, label, keep: torch.Tensor | None, seed: int, n: int):
     """SDEdit n samples of x0 at ``strength`` (keep = 1 where the input must stay exact)."""
     device = run.cfg.device
@@ -49,7 +43,7 @@ def sdedit(run: Run) -> dict:
     """SDEdit (Meng et al. 2022): noise the input to t0 = strength T, denoise with the chosen sampler;
     ``n`` seeds; with ``mask`` only the white region changes; ``strength_sweep`` adds a strip over strengths."""
     cfg, model = run.cfg, run.model
-    strength = _strength(cfg.strength)
+    strength = float(cfg.strength)
     x0, msg, size = load_input_image(cfg.image, model)
     run.notes.append(msg)
     keep = None if cfg.mask is None else 1 - load_mask(cfg.mask, model, size)
@@ -58,7 +52,7 @@ def sdedit(run: Run) -> dict:
     outputs: dict = {"sdedit.png": labelled_strip([x0, *edits], ["input", *[f"seed {i}" for i in range(cfg.n)]])}
     outputs.update({f"sample_{i:04d}.png": to_pil(x) for i, x in enumerate(edits)})
     if cfg.strength_sweep:
-        sweep = [_strength(s) for s in cfg.strength_sweep]
+        sweep = [float(s) for s in cfg.strength_sweep]
         row = [_edit_from(run, x0, s, label, keep, cfg.seed, 1)[0] for s in sweep]
         outputs["strength_sweep.png"] = labelled_strip([x0, *row], ["input", *[f"s={s:g}" for s in sweep]])
     return outputs
@@ -145,7 +139,7 @@ def diffedit_mask(run: Run, x0: torch.Tensor, source: int, target: int) -> tuple
     mean, scaled to [0, 1], binarised at ``mask_threshold``. Returns (soft map, binary mask), each (1, H, W)."""
     cfg, model = run.cfg, run.model
     n, T = cfg.mask_draws, model.schedule.num_timesteps
-    t = min(T - 1, max(0, round(_strength(cfg.mask_strength, "mask_strength") * T) - 1))
+    t = min(T - 1, max(0, round(cfg.mask_strength * T) - 1))
     x = _batch(x0, n, cfg.device)
     eps = torch.stack([torch.randn(x0.shape, generator=g) for g in sample_generators(cfg.seed, 0, n)]).to(x)
     x_t = add_noise(x, eps, float(model.schedule.alphas_cumprod[t]))
@@ -170,7 +164,7 @@ def diffedit(run: Run) -> dict:
     if mask.sum() == 0:
         raise InputError("the DiffEdit mask is empty at this threshold: lower mask_threshold")
     T = model.schedule.num_timesteps
-    t_enc = min(T - 1, max(0, round(_strength(cfg.encode_ratio, "encode_ratio") * T) - 1))
+    t_enc = min(T - 1, max(0, round(cfg.encode_ratio * T) - 1))
     ts = make_timesteps(T, max(1, round(cfg.encode_ratio * run.steps)), start=t_enc)
     x = x0[None].to(cfg.device)
     x_enc = invert_ddim(make_denoiser(run, source, 1), x, model.schedule, ts)
@@ -271,12 +265,6 @@ def zoom(run: Run) -> dict:
     """Infinite zoom: ``out`` repeatedly shrinks the frame by ``scale`` into the centre and outpaints the border;
     ``in`` plays the same chain backwards (each frame grows into the next). Starts from ``image`` or a sample."""
     cfg, model = run.cfg, run.model
-    if cfg.direction not in ("in", "out"):
-        raise InputError(f"direction must be 'in' or 'out', got {cfg.direction!r}")
-    if not (isinstance(cfg.scale, (int, float)) and 0.2 <= cfg.scale < 1.0):
-        raise InputError(f"scale must be in [0.2, 1) (the shrink factor per frame), got {cfg.scale!r}")
-    if not (isinstance(cfg.frames, int) and cfg.frames >= 2):
-        raise InputError(f"frames must be an integer >= 2, got {cfg.frames!r}")
     label = None if cfg.label is None else parse_label(cfg.label, model)
     if cfg.image is not None:
         frame, msg, _ = load_input_image(cfg.image, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,14 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from data.procedural import ProceduralShapes
 from data.transforms import to_tensor_image
 from sampling.checkpoint import LoadedModel
-from sampling.checks import InputError  # noqa: F401  (re-exported: tasks raise it)
+from sampling.checks import InputError, check_number  # InputError: re-exported, tasks raise it
 from sampling.generate import save_grid
+
+
+# Inputs are resized to the model's (small) resolution, so a larger file is a mistake or a decompression
+# bomb: refused from its header, before a pixel is decoded (PIL's own limit, ~89M pixels, is far above).
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_PIXELS = MAX_INPUT_SIDE * MAX_INPUT_SIDE
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
@@ -30,8 +37,29 @@ def _procedural_item(spec: str, model: LoadedModel) -> dict:
         index, seed = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
     except (IndexError, ValueError) as e:
         raise InputError(f"{spec}: expected procedural:<index>[:<seed>]") from e
+    check_number(f"the index of {spec}", index, 0, 2**31 - 1, integer=True)
+    check_number(f"the seed of {spec}", seed, 0, 2**32 - 1, integer=True)
     c, s, _ = model.image_shape
     return ProceduralShapes(size=index + 1, image_size=s, seed=seed, channels=c).sample(index)
+
+
+def _open_image(p: Path, what: str) -> Image.Image:
+    """``p`` opened from its header only (no pixel decoded yet), or InputError: missing, unreadable, too big."""
+    if not p.is_file():
+        raise InputError(f"{p}: no such {what} file")
+    too_big = f"{p}: the {what} is larger than the limit of {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by a smaller limit
+            img = Image.open(p)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{too_big} (refused before decoding)") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f"{p}: not a readable {what} ({type(e).__name__})") from e
+    if img.width * img.height > MAX_INPUT_PIXELS:
+        img.close()
+        raise InputError(f"{too_big}: it is {img.width}x{img.height} (refused before decoding)")
+    return img
 
 
 def load_input_image(spec: str | None, model: LoadedModel) -> tuple[torch.Tensor, str, tuple[int, int] | None]:
@@ -44,14 +72,12 @@ def load_input_image(spec: str | None, model: LoadedModel) -> tuple[torch.Tensor
         item = _procedural_item(str(spec), model)
         return item["image"], f"input {spec}: {item['caption']} (label {item['label']})", None
     p = Path(spec)
-    if not p.is_file():
-        raise InputError(f"{p}: no such image file")
     try:
-        with Image.open(p) as img:
+        with _open_image(p, "image") as img:
             img.load()
             before, size = f"{img.width}x{img.height} {img.mode}", (img.width, img.height)
             x = to_tensor_image(img, h, c)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{p}: not a readable image ({type(e).__name__})") from e
     after = f"{h}x{h} {'grey' if c == 1 else 'RGB'}"
     return x, f"input {p.name}: {before} -> {after} (shorter side resized, centre-cropped, scaled to [-1, 1])", size
@@ -67,16 +93,14 @@ def load_mask(spec: str | None, model: LoadedModel, image_size: tuple[int, int] 
         mask = _procedural_item(str(spec), model)["mask"].float()
     else:
         p = Path(spec)
-        if not p.is_file():
-            raise InputError(f"{p}: no such mask file")
         try:
-            with Image.open(p) as img:
+            with _open_image(p, "mask") as img:
                 img.load()
                 expected = image_size or (h, h)
                 if (img.width, img.height) != expected:
                     raise InputError(f"{p}: mask is {img.width}x{img.height}, the image is {expected[0]}x{expected[1]}")
                 mask = (to_tensor_image(img, h, 1) > 0).float()
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{p}: not a readable mask image ({type(e).__name__})") from e
     if mask.sum() == 0:
         raise InputError(f"{spec}: the mask is empty (no white pixels): nothing to edit")

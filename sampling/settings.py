@@ -1,0 +1,133 @@
+"""Every numeric and choice setting of sample.py checked once, where the Hydra config becomes a Run.
+
+One table names each key of configs/sample.yaml, configs/sampler/* and configs/task/* once, with the range
+the YAML comments state; a key absent from the composed config (another task's) is skipped. The tasks below
+then take the values as given. Checks that need more than a range stay with their parser: labels
+(``parse_label``: this checkpoint's classes), ``pad`` (the canvas size), image and mask files (sampling/io.py),
+``source``/``target`` of DDIB (a label or a checkpoint) and ``weights`` (the checkpoint loader).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from diffusion.samplers import SPACINGS
+from sampling.checks import InputError, check_choice, check_number
+
+Bound = float | Callable[[int], int] | None  # a number, or a function of the model's T (timesteps)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric setting's allowed interval (inclusive unless open), optionally a function of T."""
+
+    lo: Bound = None
+    hi: Bound = None
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+
+
+SEED_MAX = 2**32 - 1  # seed * 1_000_003 + i stays far inside torch.Generator's 64-bit seed
+
+NUMBERS: dict[str, Range] = {
+    # sample.yaml
+    "n": Range(1, 100_000, integer=True),
+    "batch_size": Range(1, 4096, integer=True),
+    "seed": Range(0, SEED_MAX, integer=True),
+    # CFG scale (Ho & Salimans 2022, eq. 6, with w + 1 = scale): 0 = unconditional, 1 = off; above 50 the
+    # samples saturate whatever the thresholding, so a larger value is a typo
+    "guidance": Range(0, 50),
+    "guidance_rescale": Range(0, 1),  # Lin et al. 2024, eq. 16: a blend weight phi in [0, 1]
+    # sampler
+    "sampler.steps": Range(1, lambda T: T, integer=True),
+    "sampler.eta": Range(0, 1),  # Song et al. 2021, eq. 16: 0 = DDIM (deterministic), 1 = DDPM's variance
+    # tasks
+    "task.timesteps[]": Range(0, lambda T: T - 1, integer=True),  # forward
+    "task.t": Range(0, lambda T: T - 1, integer=True),  # denoise_compare
+    "task.blur_sigma": Range(0, 16, lo_open=True),  # pixels; gaussian_blur needs sigma > 0
+    "strength": Range(0, 1),  # SDEdit t0 = strength * T
+    "strength_sweep[]": Range(0, 1),
+    "fixed_point_iters": Range(0, 50, integer=True),  # each costs one more network call per step
+    "mask_draws": Range(1, 1000, integer=True),  # DiffEdit averages n noise draws (they use 10)
+    "mask_strength": Range(0, 1, lo_open=True),  # DiffEdit compares the predictions at t = mask_strength * T
+    "mask_clamp_ratio": Range(0, None, lo_open=True),
+    "mask_threshold": Range(0, 1),
+    "encode_ratio": Range(0, 1),
+    "resamples": Range(1, 100, integer=True),  # RePaint (Lugmayr et al. 2022) uses r = 10; cost x r
+    "jump_length": Range(1, lambda T: T, integer=True),  # RePaint uses j = 10; 0 would never advance
+    "frames": Range(2, 1000, integer=True),  # zoom
+    "scale": Range(0.2, 1, hi_open=True),  # zoom: shrink factor per frame
+}
+
+CHOICES: dict[str, tuple] = {
+    "sampler.spacing": SPACINGS,
+    "sampler.variance": ("beta_tilde", "beta"),  # DDPM, Ho et al. 2020, sec. 3.2
+    "guidance_batched": (None, True, False),
+    "save_trajectory": (True, False),
+    "direction": ("in", "out"),
+}
+
+_MISSING = object()
+
+
+def _bound(b: Bound, T: int) -> float | None:
+    return b(T) if callable(b) else b
+
+
+def check_clip_x0(value) -> bool | float:
+    """sampler.clip_x0: true (clip to [-1, 1]), false, or a percentile p in (0, 1) for dynamic thresholding
+    (Saharia et al. 2022, sec. 2.3; they use p = 0.995)."""
+    if isinstance(value, bool):
+        return value
+    what = "sampler.clip_x0 must be true, false or a percentile in (0, 1)"
+    if not isinstance(value, float):  # an int 0 or 1 would read as a percentile; 2 would be nonsense
+        raise InputError(f"{what}, got {value!r}")
+    try:
+        return check_number("sampler.clip_x0", value, 0, 1, lo_open=True, hi_open=True)
+    except InputError as e:
+        raise InputError(f"{what}, got {value!r}") from e
+
+
+def check_device(value) -> torch.device:
+    """cpu, cuda or cuda:<index>, refused unless this machine has that device."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"device must be cpu, cuda or cuda:<index>, got {value!r}") from e
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise InputError(f"device must be cpu, cuda or cuda:<index>, got {value!r}")
+    if not torch.cuda.is_available():
+        raise InputError(f"device={value}: no CUDA GPU is available on this machine (use device=cpu)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device={value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_settings(cfg: DictConfig, num_timesteps: int) -> None:
+    """InputError (one line naming the key and its allowed range) for the first setting of ``cfg`` out of
+    range; ``num_timesteps``: the model's T, which bounds steps and timesteps."""
+    for key, r in NUMBERS.items():
+        is_list = key.endswith("[]")
+        value = OmegaConf.select(cfg, key.removesuffix("[]"), default=_MISSING)
+        if value is _MISSING or (is_list and value is None):
+            continue
+        lo, hi = _bound(r.lo, num_timesteps), _bound(r.hi, num_timesteps)
+        name = key.removesuffix("[]")
+        if is_list and not OmegaConf.is_list(value):
+            raise InputError(f"{name} must be a list such as {name}=[{lo:g},{hi:g}], got {value!r}")
+        for v in value if is_list else [value]:
+            check_number(name, v, lo, hi, integer=r.integer, lo_open=r.lo_open, hi_open=r.hi_open)
+    for key, choices in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=_MISSING)
+        if value is not _MISSING:
+            check_choice(key, value, choices)
+    if "clip_x0" in cfg.sampler:
+        check_clip_x0(cfg.sampler.clip_x0)
+    check_device(cfg.device)
