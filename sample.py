@@ -4,26 +4,24 @@
     python sample.py ckpt=<file> task=sdedit image=painting.png strength=0.5
     python sample.py ckpt=<file> task=inpaint image=photo.png mask=mask.png
 
-Bad input (unknown key, missing or unreadable file, label out of range, ...) gets a one-line error and exit
-status 2; outputs are written only once everything has been computed.
+Bad input (unknown key, missing or unreadable file, a setting out of its range, a non-empty out=, ...) gets a
+one-line error and exit status 2. Outputs are written only once everything has been computed, into a temp folder
+that is renamed into place: the output folder appears complete or not at all.
 """
 
 from __future__ import annotations
 
-import datetime
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sampling import editing, tasks
+from sampling import cli, editing, tasks
 from sampling.checkpoint import CheckpointError, LoadedModel, load_model
-from sampling.io import InputError, write_outputs
+from sampling.io import OutputError, check_out, default_out_dir, write_outputs
 from sampling.settings import check_settings
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {
     "generate": tasks.generate,
     "forward": tasks.forward,
@@ -39,14 +37,8 @@ TASKS = {
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    """configs/sample.yaml with ``overrides``, or InputError naming the bad override."""
-    try:
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose("sample", overrides=overrides)
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as e:  # Hydra/OmegaConf errors are multi-line; keep the first line
-        raise InputError(str(e).strip().splitlines()[0]) from e
-    return cfg
+    """configs/sample.yaml with ``overrides`` (also for the scripts that drive sample.py's tasks)."""
+    return cli.compose_config("sample", overrides)
 
 
 def make_run(cfg: DictConfig, model: LoadedModel | None = None) -> tasks.Run:
@@ -62,11 +54,15 @@ def make_run(cfg: DictConfig, model: LoadedModel | None = None) -> tasks.Run:
 
 def run(cfg: DictConfig) -> Path:
     """Run the task described by ``cfg``; returns the output directory."""
+    if cfg.out:  # refused before any work; write_outputs refuses again if another run got there meanwhile
+        check_out(Path(cfg.out), cfg.overwrite)
     job = make_run(cfg)
     outputs = TASKS[cfg.task.name](job)
-    out = Path(cfg.out) if cfg.out else Path("runs/sample") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     outputs["config.yaml"] = OmegaConf.to_yaml(cfg, resolve=True)
-    write_outputs(outputs, out)
+    if cfg.out:
+        out = write_outputs(outputs, Path(cfg.out), overwrite=cfg.overwrite)
+    else:
+        out = write_outputs(outputs, default_out_dir(), unique=True)
     for line in job.notes:
         print(line)
     print(f"wrote {len(outputs)} file(s) to {out}")
@@ -74,12 +70,8 @@ def run(cfg: DictConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(compose_config(list(sys.argv[1:] if argv is None else argv)))
-    except (InputError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    """``python sample.py key=value ...``: exit status 0, or 2 with one ``error:`` line on stderr."""
+    return cli.run_tool(run, "sample", argv, errors=(CheckpointError, OutputError))
 
 
 if __name__ == "__main__":

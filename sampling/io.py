@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 import json
 import math
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from data.procedural import ProceduralShapes
 from data.transforms import to_tensor_image
+from sampling.atomic import OutputError, describe_os_error, publish_dir, staging_dir
 from sampling.checkpoint import LoadedModel
-from sampling.checks import InputError, check_number  # InputError: re-exported, tasks raise it
+from sampling.checks import InputError, check_number  # InputError, OutputError: re-exported, tasks raise them
 from sampling.generate import save_grid
-
 
 # Inputs are resized to the model's (small) resolution, so a larger file is a mistake or a decompression
 # bomb: refused from its header, before a pixel is decoded (PIL's own limit, ~89M pixels, is far above).
@@ -26,8 +30,11 @@ MAX_INPUT_PIXELS = MAX_INPUT_SIDE * MAX_INPUT_SIDE
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    """(C, H, W) in [-1, 1] -> PIL image."""
-    return TF.to_pil_image(((x.float().clamp(-1, 1) + 1) / 2).cpu())
+    """(C, H, W) in [-1, 1] -> PIL image, 8 bits rounded to nearest: floor((x + 1) * 127.5 + 0.5), as
+    torchvision's save_image rounds the grid (to_pil_image truncates: one level darker on many values)."""
+    levels = ((x.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp(0, 255).to(torch.uint8).cpu()
+    array = levels.permute(1, 2, 0).numpy()  # (H, W, C)
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
 def _procedural_item(spec: str, model: LoadedModel) -> dict:
@@ -136,25 +143,102 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
-def write_outputs(outputs: dict, out: Path) -> None:
-    """Write every output at once, at the end, so a failure leaves nothing half-written.
+def default_out_dir() -> Path:
+    """runs/sample/<date>/<H-M-S>: the base name of an output folder when out= is not given."""
+    return Path("runs/sample") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` that is a file, or a non-empty folder unless ``overwrite`` (which
+    replaces only an earlier sample.py output: a folder with its config.yaml, never an arbitrary one)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"out={out} is a file: out= must be a folder (new or empty)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"out={out} is not empty: choose a new folder, or add overwrite=true to replace it")
+        if not (out / "config.yaml").is_file():
+            raise InputError(f"out={out} is not an earlier sample.py output (no config.yaml): overwrite=true "
+                             "replaces only those")
+
+
+def _write_one(name: str, obj, path: Path) -> None:
+    """One output file (see write_outputs for the kinds)."""
+    if name.endswith(".json"):
+        path.write_text(json.dumps(obj, indent=2))
+    elif isinstance(obj, str):
+        path.write_text(obj)
+    elif name.endswith(".pt"):
+        buffer = io.BytesIO()  # torch.save reports a full disk as RuntimeError; a plain write gives OSError
+        torch.save(obj, buffer)
+        path.write_bytes(buffer.getvalue())
+    elif isinstance(obj, list):
+        obj[0].save(path, save_all=True, append_images=obj[1:], duration=150, loop=0)
+    elif isinstance(obj, torch.Tensor):
+        save_grid(obj, path, nrow=max(1, int(math.ceil(math.sqrt(len(obj))))))
+    elif isinstance(obj, np.ndarray):
+        Image.fromarray(obj).save(path)
+    else:
+        obj.save(path)
+
+
+def _reserve(base: Path) -> Path:
+    """base, or base_1, base_2, ...: the first free name, created empty. mkdir is atomic, so two runs that
+    start in the same second get different folders."""
+    for k in range(10_000):
+        candidate = base if k == 0 else base.with_name(f"{base.name}_{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutputError(describe_os_error(e, candidate)) from e
+    raise OutputError(f"{base}: 10,000 output folders of this name already exist")
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Publish ``staging`` over the existing folder ``out``: the old one is moved aside and deleted only once
+    the new one is in place (a kill in between leaves both complete, the old one as a .<name>.old.* folder)."""
+    try:
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.rename(out, old)  # onto the empty temp folder: atomic
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(describe_os_error(e, out)) from e
+    try:
+        publish_dir(staging, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_outputs(outputs: dict, out: Path, *, overwrite: bool = False, unique: bool = False) -> Path:
+    """Write every output into a temp folder beside ``out``, then rename it into place in one step: ``out``
+    appears complete or not at all, and a non-empty ``out`` is refused (replaced with ``overwrite``).
+    ``unique``: ``out`` is a default name; add _1, _2, ... if taken. Returns the folder written.
 
     Values: a tensor batch (grid PNG), a PIL image, a list of PIL images (GIF), a dict (JSON),
     a tensor under a '.pt' name (saved with torch.save), a numpy array (PNG of a mask).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    for name, obj in outputs.items():
-        if name.endswith(".json"):
-            (out / name).write_text(json.dumps(obj, indent=2))
-        elif isinstance(obj, str):
-            (out / name).write_text(obj)
-        elif name.endswith(".pt"):
-            torch.save(obj, out / name)
-        elif isinstance(obj, list):
-            obj[0].save(out / name, save_all=True, append_images=obj[1:], duration=150, loop=0)
-        elif isinstance(obj, torch.Tensor):
-            save_grid(obj, out / name, nrow=max(1, int(math.ceil(math.sqrt(len(obj))))))
-        elif isinstance(obj, np.ndarray):
-            Image.fromarray(obj).save(out / name)
+    staging = staging_dir(out)
+    try:
+        for name, obj in outputs.items():
+            _write_one(name, obj, staging / name)
+        if unique:
+            out = _reserve(out)
+    except BaseException as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise OutputError(describe_os_error(e, out)) from e
+        raise
+    try:
+        if overwrite and out.is_dir() and any(out.iterdir()):
+            _replace_dir(staging, out)
         else:
-            obj.save(out / name)
+            publish_dir(staging, out)
+    except BaseException:
+        if unique and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # give the reserved, still empty, name back
+        raise
+    return out

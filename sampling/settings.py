@@ -69,6 +69,7 @@ CHOICES: dict[str, tuple] = {
     "sampler.variance": ("beta_tilde", "beta"),  # DDPM, Ho et al. 2020, sec. 3.2
     "guidance_batched": (None, True, False),
     "save_trajectory": (True, False),
+    "overwrite": (True, False),
     "direction": ("in", "out"),
 }
 

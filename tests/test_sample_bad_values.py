@@ -52,6 +52,7 @@ CASES = {
                                   "strength_sweep must be a list"),
     "zoom frames 1": (["task=zoom", "frames=1"], "frames must be an integer in [2, 1000], got 1"),
     "zoom scale 1": (["task=zoom", "scale=1.0"], "scale must be a finite number in [0.2, 1), got 1.0"),
+    "overwrite not a bool": (["overwrite=maybe"], "overwrite must be one of True, False"),
 }
 
 
