@@ -40,6 +40,7 @@ from evaluation.metrics import (  # noqa: E402
     kernel_inception_distance,
     precision_recall,
 )
+from sampling.atomic import OutputError, atomic_write_text  # noqa: E402
 from sampling.checkpoint import CheckpointError, load_model  # noqa: E402
 from sampling.generate import generate_images  # noqa: E402
 from scripts.train_classifier import DEFAULTS as CLASSIFIER_DEFAULTS  # noqa: E402
@@ -311,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bad = [k for k, v in report.items() if isinstance(v, float) and not math.isfinite(v)]
     print(format_report(report))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    try:  # a temp file beside it, fsynced, renamed: a kill or a full disk never leaves a half-written report
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"report: {out}")
     if bad:
         print(f"warning: non-finite values for {', '.join(bad)}", file=sys.stderr)
