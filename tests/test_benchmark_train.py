@@ -1,17 +1,19 @@
-"""scripts/benchmark_train.py: the diffusers twins have our parameter counts, and a tiny run reports figures."""
+"""evaluation/peers.py and scripts/benchmark_train.py: the diffusers twins have our parameter counts, and a tiny
+run reports figures."""
 
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("diffusers")
 
+from evaluation import peers as bench  # noqa: E402
+from scripts.benchmark_train import main as benchmark_main  # noqa: E402
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_train.py"
-spec = importlib.util.spec_from_file_location("benchmark_train", SCRIPT)
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
 
 
 @pytest.mark.parametrize("preset", sorted(bench.UNET_PRESETS))
@@ -44,9 +46,8 @@ def test_dit_pair_param_counts_agree(preset):
 
 def test_tiny_run_reports_positive_throughput(tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--unet-preset", "tiny", "--dit-preset", "tiny", "--batch-size", "4", "--rounds", "1", "--steps", "1"]
-    argv += ["--warmup", "1", "--threads", "1", "--json", str(out)]
-    assert bench.main(argv) == 0
+    argv = ["unet_preset=tiny", "dit_preset=tiny", "batch_size=4", "rounds=1", "steps=1", "warmup=1", "threads=1"]
+    assert benchmark_main([*argv, f"json={out}"]) == 0
     report = json.loads(out.read_text())
     assert set(report["pairs"]) == {"unet", "dit"}
     for pair in report["pairs"].values():
@@ -63,7 +64,22 @@ def test_param_mismatch_exits_nonzero(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "diffusers_unet_kwargs", one_block_more)
     out = tmp_path / "bench.json"
-    assert bench.main(["--only", "unet", "--unet-preset", "tiny", "--threads", "1", "--json", str(out)]) == 1
+    assert benchmark_main(["only=unet", "unet_preset=tiny", "threads=1", f"json={out}"]) == 1
     entry = json.loads(out.read_text())["pairs"]["unet"]
     assert abs(entry["param_ratio"] - 1) > bench.PARAM_TOLERANCE
     assert "img_per_s_ours" not in entry  # a mismatched pair is not timed
+
+
+@pytest.mark.parametrize("bad", ["rounds=0", "warmup=-1", "dtype=fp16", "only=vae", "unet_preset=no_such_model"])
+def test_bad_setting_one_line_exit_2(bad, capsys):
+    assert benchmark_main([bad, "threads=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+
+
+def test_script_runs_from_anywhere(tmp_path):
+    """No sys.path set-up: the script runs from another directory and prints the table."""
+    args = ["only=dit", "dit_preset=tiny", "batch_size=2", "rounds=1", "steps=1", "warmup=0", "threads=1"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "DiT / DiTTransformer2DModel" in proc.stdout
