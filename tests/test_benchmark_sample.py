@@ -1,8 +1,7 @@
-"""scripts/benchmark_sample.py: a tiny end-to-end run, ours vs diffusers agreeing, and the summary arithmetic."""
+"""evaluation/sampling_speed.py and scripts/benchmark_sample.py: a tiny end-to-end run, ours vs diffusers agreeing,
+and the summary arithmetic."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,10 +9,8 @@ pytest.importorskip("diffusers")
 
 import torch  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_sample.py"
-_spec = importlib.util.spec_from_file_location("benchmark_sample", SCRIPT)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from evaluation import sampling_speed as bench  # noqa: E402
+from scripts.benchmark_sample import main as benchmark_main  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,8 +31,8 @@ def tiny(one_thread):
 
 def test_main_tiny_run(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["--model", "unet_tiny", "--rounds", "1", "--steps", "5", "--batch", "2", "--threads", "1"]
-    assert bench.main([*argv, "--json", str(out)]) == 0
+    argv = ["preset=unet_tiny", "rounds=1", "steps=5", "batch=2", "threads=1"]
+    assert benchmark_main([*argv, f"json={out}"]) == 0
     text = capsys.readouterr().out
     labels = ("net-only", "ours", "diffusers", "ours+CFG 2B", "ours+CFG 2x", "CFG / unguided", "max |ours - diffusers|")
     for label in labels:
@@ -97,3 +94,20 @@ def test_summarise_medians_and_paired_ratios():
 def test_unknown_model_is_an_error():
     with pytest.raises(ValueError, match="unknown model"):
         bench.load_model("no_such_model")
+
+
+@pytest.mark.parametrize("bad", ["preset=no_such_model", "steps=0", "steps=1001", "batch=0", "tol=-1"])
+def test_bad_setting_one_line_exit_2(bad, capsys):
+    assert benchmark_main([bad, "threads=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+
+
+def test_failures_name_each_problem():
+    report = {"tol": 1e-5, "goals": {"overhead": False, "cfg_ratio": True}, "check": {
+        "timesteps_equal": True, "finite": True, "max_abs_diff": 1e-3, "scaled_diff": 1e-3}}
+    assert bench.failures(report, strict=False) == ["max |ours - diffusers| 1.00e-03 / max(1, max |x_0|) = "
+                                                    "1.00e-03 > tol 1e-05"]
+    assert len(bench.failures(report, strict=True)) == 2
+    report["check"]["scaled_diff"] = 1e-6
+    assert bench.failures(report, strict=False) == []
