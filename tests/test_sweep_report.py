@@ -1,16 +1,14 @@
-"""scripts/sweep_report.py on a fake Hydra multirun directory: exact table values, the plot, and exit codes."""
+"""evaluation/sweep.py and scripts/sweep_report.py on a fake Hydra multirun directory: exact table values, the
+plot, and exit codes."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sweep_report.py"
-_spec = importlib.util.spec_from_file_location("sweep_report", SCRIPT)
-sweep_report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep_report)
+from evaluation import sweep as sweep_report
+from scripts.sweep_report import main as report_main
 
 # Run 0 (eps): sparse Lightning-style rows, img/s logged twice.
 RUN0_CSV = """epoch,step,train/img_per_s,train/loss,val/loss
@@ -91,7 +89,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def test_report_values(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert sweep_report.main([str(sweep)]) == 0
+    assert report_main([f"sweep_dir={sweep}"]) == 0
     columns, rows = _read_csv(sweep / "report.csv")
     assert columns == EXPECTED_COLUMNS
     assert [r["run"] for r in rows] == ["0", "1", "2"]
@@ -131,7 +129,7 @@ def test_report_values(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_out_dir(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "elsewhere"
-    assert sweep_report.main([str(sweep), "--out", str(out)]) == 0
+    assert report_main([f"sweep_dir={sweep}", f"out={out}"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["loss_curves.png", "report.csv", "report.md"]
     assert not (sweep / "report.csv").exists()
 
@@ -151,7 +149,7 @@ def test_running_mean() -> None:
 
 def test_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope"
-    assert sweep_report.main([str(missing)]) == 2
+    assert report_main([f"sweep_dir={missing}"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [f"sweep_report: error: no such sweep directory: {missing}"]
@@ -159,7 +157,13 @@ def test_missing_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_no_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "multirun.yaml").write_text("{}\n")
-    assert sweep_report.main([str(tmp_path)]) == 2
+    assert report_main([f"sweep_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no run sub-directories" in err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_no_sweep_dir_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "sweep_dir" in err and err.count("\n") == 1, err
