@@ -33,6 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from data import DatasetError  # noqa: E402
+from evaluation.classifier import DEFAULTS as CLASSIFIER_DEFAULTS  # noqa: E402
+from evaluation.classifier import cache_root, node_digest  # noqa: E402
+from evaluation.data_config import build_dataset, compose_data, load_or_train_classifier  # noqa: E402
 from evaluation.features import ClassifierFeatures, FeatureError, InceptionFeatures  # noqa: E402
 from evaluation.metrics import (  # noqa: E402
     feature_statistics,
@@ -42,16 +45,8 @@ from evaluation.metrics import (  # noqa: E402
 )
 from sampling.atomic import OutputError, atomic_write_text  # noqa: E402
 from sampling.checkpoint import CheckpointError, load_model  # noqa: E402
+from sampling.checks import InputError  # noqa: E402
 from sampling.generate import generate_images  # noqa: E402
-from scripts.train_classifier import DEFAULTS as CLASSIFIER_DEFAULTS  # noqa: E402
-from scripts.train_classifier import (  # noqa: E402
-    InputError,
-    build_dataset,
-    cache_root,
-    compose_data,
-    load_or_train_classifier,
-    node_digest,
-)
 
 CONFIGS = ROOT / "configs"
 ALL_METRICS = ("fid", "kid", "pr", "fd", "acc")
