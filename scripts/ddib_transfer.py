@@ -1,15 +1,15 @@
 """DDIB class transfer over many real images: how often it lands in the target class, and its cycle error.
 
-    python scripts/ddib_transfer.py ckpt=runs/fashion_unet/checkpoints/last.ckpt data=fashion_mnist \\
+    .venv/bin/python scripts/ddib_transfer.py ckpt=runs/fashion_unet/checkpoints/last.ckpt data=fashion_mnist \\
         source=7 target=9 k=16 [sampler.steps=50 guidance=1.0 out=ddib_7_9]
 
 The first ``k`` validation images of class ``source`` go through the same round trip as `sample.py task=ddib`
 (DDIM-invert under the source label, decode under the target, and back), batched. Reported: the cycle error
 a -> b -> a (per-pixel MSE to the input, per image and mean), the per-pixel MSE between input and translation,
 and the fraction of translations (and of cycles) that the project's classifier for the dataset
-(scripts/train_classifier.py, cached) puts in the target (and source) class. Writes ddib_transfer.png (rows:
-input, translation, cycle) and ddib_transfer.json to ``out``. Other keys are sample.py's (sampler, guidance, ...).
-Bad input gets a one-line error and exit status 2.
+(evaluation/classifier.py, cached) puts in the target (and source) class. Writes ddib_transfer.png (rows:
+input, translation, cycle) and ddib_transfer.json to ``out``. Settings: configs/ddib_transfer.yaml (other keys
+are sample.py's). Bad input gets a one-line error and exit status 2.
 """
 
 from __future__ import annotations
@@ -19,88 +19,50 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torchvision.utils import make_grid
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data import DatasetError  # noqa: E402
-from sample import compose_config, make_run  # noqa: E402
-from sampling.checkpoint import CheckpointError  # noqa: E402
-from sampling.editing import ddib_round_trip  # noqa: E402
-from sampling.io import InputError, parse_label, to_pil  # noqa: E402
-from scripts.train_classifier import InputError as DataInputError  # noqa: E402
-from scripts.train_classifier import build_dataset, compose_data, load_or_train_classifier  # noqa: E402
-
-OWN_KEYS = ("data", "k", "out")  # everything else goes to sample.py's config
+from data import DatasetError
+from evaluation.data_config import build_dataset, data_choice, load_or_train_classifier
+from evaluation.transfer import first_of_class, save_transfer_grid, transfer_scores
+from sample import make_run
+from sampling.checkpoint import CheckpointError
+from sampling.checks import InputError, check_number
+from sampling.cli import compose_config, to_dict
+from sampling.editing import ddib_round_trip
+from sampling.io import parse_label
 
 
-def split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    own, rest = {"data": None, "k": "16", "out": "ddib_transfer"}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and key in OWN_KEYS:
-            own[key] = value
-        else:
-            rest.append(arg)
-    if own["data"] is None:
-        raise InputError("data=<dataset config> is required (the real images and the classifier come from it)")
-    if not own["k"].isdigit() or int(own["k"]) < 1:
-        raise InputError(f"k must be a positive integer, got {own['k']!r}")
-    return own, rest
-
-
-def first_of_class(dataset, label: int, k: int) -> torch.Tensor:
-    """The first k items of class ``label`` (B, C, H, W)."""
-    images = []
-    for i in range(len(dataset)):
-        x, y = dataset[i]
-        if int(y) == label:
-            images.append(x)
-            if len(images) == k:
-                return torch.stack(images)
-    raise InputError(f"the validation split has {len(images)} images of class {label}, fewer than k={k}")
-
-
-def transfer(argv: list[str]) -> dict:
-    own, rest = split_args(argv)
-    run = make_run(compose_config(["task=ddib", *rest]))
-    model, cfg = run.model, run.cfg
+def transfer(cfg: DictConfig, data_name: str) -> dict:
+    """Run the round trip over the first k images of class source; write the picture and the JSON report."""
+    check_number("k", cfg.k, 1, integer=True)
+    run = make_run(cfg)  # the sampling task API: loads the checkpoint, checks sample.py's settings
+    model = run.model
     source, target = parse_label(cfg.source, model, "source"), parse_label(cfg.target, model, "target")
-    data_cfg = compose_data(own["data"], [f"data.image_size={model.image_shape[-1]}",
-                                          f"data.channels={model.image_shape[0]}"])
-    x0 = first_of_class(build_dataset(data_cfg["val"]), source, int(own["k"]))
-    classifier, meta = load_or_train_classifier(own["data"], data_cfg)
+    cfg.data.image_size, cfg.data.channels = model.image_shape[-1], model.image_shape[0]
+    data_cfg = to_dict(cfg.data)
+    x0 = first_of_class(build_dataset(data_cfg["val"]), source, cfg.k)
+    classifier, meta = load_or_train_classifier(data_name, data_cfg)
     with torch.inference_mode():
         moved, back = ddib_round_trip(run, x0, (model, source), (model, target))
         moved, back = moved.clamp(-1, 1), back.clamp(-1, 1)
-        predicted = {name: classifier(x).argmax(1) for name, x in (("input", x0), ("moved", moved), ("back", back))}
-    cycle = (back - x0).pow(2).mean(dim=(1, 2, 3))
-    change = (moved - x0).pow(2).mean(dim=(1, 2, 3))
     report = {
-        "ckpt": str(cfg.ckpt), "data": own["data"], "source": source, "target": target, "k": len(x0),
-        "steps": run.steps, "guidance": cfg.guidance,
-        "cycle_mse_mean": cycle.mean().item(), "cycle_mse": [round(v, 5) for v in cycle.tolist()],
-        "translation_mse_mean": change.mean().item(),
-        "input_in_source": (predicted["input"] == source).float().mean().item(),
-        "translated_in_target": (predicted["moved"] == target).float().mean().item(),
-        "cycle_in_source": (predicted["back"] == source).float().mean().item(),
+        "ckpt": str(cfg.ckpt), "data": data_name, "source": source, "target": target, "k": len(x0),
+        "steps": run.steps, "guidance": cfg.guidance, **transfer_scores(x0, moved, back, classifier, source, target),
         "classifier_val_accuracy": meta["val_accuracy"],
     }
-    out = Path(own["out"])
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    grid = to_pil(make_grid(torch.cat([x0, moved, back]), nrow=len(x0), padding=1, pad_value=1.0))
-    grid.resize((grid.width * 3, grid.height * 3), Image.NEAREST).save(out / "ddib_transfer.png")
+    save_transfer_grid(x0, moved, back, out / "ddib_transfer.png")
     (out / "ddib_transfer.json").write_text(json.dumps(report, indent=2))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Compose configs/ddib_transfer.yaml with ``argv`` (key=value), run and print the report; 0, or 2 on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        report = transfer(list(sys.argv[1:] if argv is None else argv))
-    except (InputError, CheckpointError, DataInputError, DatasetError) as e:
+        report = transfer(compose_config("ddib_transfer", argv), data_choice(argv))
+    except (InputError, CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for key, value in report.items():

@@ -1,33 +1,22 @@
 """scripts/ddib_transfer.py on a tiny checkpoint: the report, the picture, batch = one by one, bad input."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from evaluation.transfer import transfer_scores
 from sample import compose_config, make_run
 from sampling.editing import ddib_round_trip
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-transfer = _load("ddib_transfer")
+from scripts import ddib_transfer as transfer
+from scripts.train_classifier import main as train_classifier_main
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """A private cache holding a (barely trained) 16x16 procedural classifier, so nothing trains for long."""
     monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path / "cache"))
-    assert _load("train_classifier").main(["data=procedural", "steps=3", "data.image_size=16"]) == 0
+    assert train_classifier_main(["data=procedural", "steps=3", "data.image_size=16"]) == 0
 
 
 def test_report_and_picture(tmp_path, tiny_ckpts, cache, capsys):
@@ -69,3 +58,17 @@ def test_bad_input_one_line_exit_2(tmp_path, tiny_ckpts, capsys, bad):
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_transfer_scores():
+    x0 = torch.zeros(2, 1, 2, 2)
+    moved, back = torch.ones(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    back[1] = 0.0
+
+    def classifier(x):  # class 1 where the mean is above 0.75, else class 0
+        return torch.stack([torch.zeros(len(x)), (x.mean(dim=(1, 2, 3)) > 0.75).float()], dim=1)
+
+    scores = transfer_scores(x0, moved, back, classifier, source=0, target=1)
+    assert scores["cycle_mse"] == [0.25, 0.0] and scores["cycle_mse_mean"] == pytest.approx(0.125)
+    assert scores["translation_mse_mean"] == 1.0
+    assert (scores["input_in_source"], scores["translated_in_target"], scores["cycle_in_source"]) == (1.0, 1.0, 1.0)
