@@ -199,11 +199,14 @@ def _reserve(base: Path) -> Path:
 def _replace_dir(staging: Path, out: Path) -> None:
     """Publish ``staging`` over the existing folder ``out``: the old one is moved aside and deleted only once
     the new one is in place (a kill in between leaves both complete, the old one as a .<name>.old.* folder)."""
+    old = None
     try:
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
         os.rename(out, old)  # onto the empty temp folder: atomic
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and old.is_dir() and not any(old.iterdir()):
+            old.rmdir()
         raise OutputError(describe_os_error(e, out)) from e
     try:
         publish_dir(staging, out)
@@ -228,9 +231,11 @@ def write_outputs(outputs: dict, out: Path, *, overwrite: bool = False, unique: 
         if unique:
             out = _reserve(out)
     except BaseException as e:
+        # described before the cleanup, so that the free space reported is what the write ran into
+        message = describe_os_error(e, out) if isinstance(e, OSError) else None
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise OutputError(describe_os_error(e, out)) from e
+        if message:
+            raise OutputError(message) from e
         raise
     try:
         if overwrite and out.is_dir() and any(out.iterdir()):

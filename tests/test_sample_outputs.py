@@ -168,7 +168,8 @@ def _mount_tmpfs(where: Path, options: str) -> bool:
     return proc.returncode == 0
 
 
-@pytest.mark.parametrize("options, needle", [("size=200k", "no space left"), ("ro,size=64k", "Read-only")])
+@pytest.mark.parametrize("options, needle", [("size=200k", "no space left on the device (0.0 MiB free)"),
+                                             ("ro,size=64k", "Read-only")])
 def test_real_full_or_read_only_disk(tmp_path, tiny_ckpts, capsys, options, needle):
     mnt = tmp_path / f"mnt_{uuid.uuid4().hex[:6]}"
     if not _mount_tmpfs(mnt, options):
