@@ -1,22 +1,19 @@
-"""scripts/benchmark_edit.py: a tiny end-to-end run on a real checkpoint, and the ratio arithmetic."""
+"""scripts/benchmark_edit.py: a tiny end-to-end run on a real checkpoint; evaluation/edit_cost.py: the ratio
+arithmetic."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_edit.py"
-_spec = importlib.util.spec_from_file_location("benchmark_edit", SCRIPT)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from evaluation import edit_cost as bench
+from scripts.benchmark_edit import main as benchmark_main
 
 
 @pytest.mark.parametrize("kind", ["cond", "uncond"])
 def test_tiny_run_reports_every_task(tmp_path, tiny_ckpts, capsys, kind):
     out = tmp_path / "edit.json"
-    argv = ["--ckpt", str(tiny_ckpts[kind]), "--n", "2", "--steps", "4", "--rounds", "1", "--threads", "1"]
-    assert bench.main([*argv, "--strengths", "0.5", "1.0", "--json", str(out)]) == 0
+    argv = [f"ckpt={tiny_ckpts[kind]}", "n=2", "steps=4", "rounds=1", "threads=1"]
+    assert benchmark_main([*argv, "strengths=[0.5,1.0]", f"json={out}"]) == 0
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
     expected = {"generate", "inpaint", "sdedit s=0.5", "sdedit s=1"}
@@ -34,7 +31,7 @@ def test_tiny_run_reports_every_task(tmp_path, tiny_ckpts, capsys, kind):
 def test_bad_checkpoint_exits_2(tmp_path, capsys):
     bad = tmp_path / "x.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    assert bench.main(["--ckpt", str(bad), "--rounds", "1"]) == 2
+    assert benchmark_main([f"ckpt={bad}", "rounds=1"]) == 2
     assert capsys.readouterr().err.startswith("error:")
 
 
@@ -54,3 +51,10 @@ def test_summarise_paired_ratios():
     assert s["ratio"]["diffedit"] == pytest.approx(1.5)  # median of 1.5, 1.6, 1.25
     assert s["ratio"]["diffedit mask"] == pytest.approx(0.5)  # median of 0.5, 0.5, 0.25
     assert s["ratio"]["diffedit without mask"] == pytest.approx(1.0)  # median of 1.0, 1.1, 1.0
+
+
+@pytest.mark.parametrize("bad", [[], ["ckpt=x.ckpt", "n=0"], ["ckpt=x.ckpt", "labels=[0]"]])
+def test_bad_setting_one_line_exit_2(bad, capsys):
+    assert benchmark_main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
