@@ -6,18 +6,14 @@ Fashion-MNIST test images (the t10k split, padded to 32x32 as the model sees the
 a collage with its patch mask, and an inpainting mask. Needs the Debian Fashion-MNIST package (`make data`).
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.fashion_mnist import FashionMNIST
 
-from data.fashion_mnist import FashionMNIST  # noqa: E402
-
-OUT = ROOT / "docs" / "inputs"
+OUT = Path(__file__).resolve().parent / "inputs"
 PICKS = {"tshirt": 0, "trouser": 1, "pullover": 2, "sneaker": 7, "bag": 8, "boot": 9}  # name: class
 
 

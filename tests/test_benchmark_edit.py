@@ -6,6 +6,7 @@ import json
 import pytest
 
 from evaluation import edit_cost as bench
+from evaluation.timing import time_rounds
 from scripts.benchmark_edit import main as benchmark_main
 
 
@@ -58,3 +59,14 @@ def test_bad_setting_one_line_exit_2(bad, capsys):
     assert benchmark_main(bad) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1, err
+
+
+def test_time_rounds_rotates_and_reports_each_round(capsys):
+    calls, seen = [], []
+    runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = time_rounds(runners, 4, progress=lambda r, t: seen.append((r, {k: len(v) for k, v in t.items()})))
+    assert calls == list("abc" "bca" "cab" "abc")  # the order rotates by one each round
+    assert seen == [(r, {"a": r + 1, "b": r + 1, "c": r + 1}) for r in range(4)]
+    assert all(len(v) == 4 and min(v) >= 0 for v in times.values())
+    time_rounds(runners, 1, labels={"a": "A"}, decimals=2)
+    assert capsys.readouterr().out.startswith("  round 1/1: A 0.00 s, b 0.00 s, c 0.00 s")

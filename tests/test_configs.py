@@ -110,3 +110,30 @@ def test_experiment_configs_compose_and_build(tmp_path, name):
         del cfg["hydra"]  # as in train.py, where Hydra hands over the config without its own node
     module, datamodule = train.build(cfg)
     assert module.num_classes == datamodule.num_classes
+
+
+# The tools' own configs (configs/<tool>.yaml, composed by sampling.cli) with the settings each requires.
+TOOLS = {
+    "benchmark_train": [],
+    "benchmark_sample": [],
+    "benchmark_edit": ["ckpt=x.ckpt"],
+    "sweep_report": ["sweep_dir=runs/multirun/x"],
+    "train_classifier": ["data=procedural"],
+    "ddib_transfer": ["ckpt=x.ckpt", "data=procedural", "source=0", "target=1"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_tool_configs_compose(name):
+    from sampling.checks import InputError
+    from sampling.cli import compose_config, to_dict
+
+    cfg = to_dict(compose_config(name, TOOLS[name]))
+    for key, value in (o.split("=") for o in TOOLS[name]):
+        if key == "data":  # a config group: its node is there, resolved
+            assert cfg["data"]["train"]["_target_"] == "data.procedural.ProceduralShapes"
+        else:
+            assert str(cfg[key]) == value
+    if TOOLS[name]:  # a required setting left out is one error line
+        with pytest.raises(InputError):
+            compose_config(name, [])
