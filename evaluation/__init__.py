@@ -1,1 +1,2 @@
-"""Sample-quality evaluation: feature extractors (Inception, project classifier) and distances between feature sets."""
+"""Evaluation and measurement: sample-quality metrics, the FD/accuracy classifier, sweep reports, and the benchmarks'
+timing, diffusers peers and reports (the library code the scripts/ mains call)."""
