@@ -16,8 +16,8 @@ class InputError(Exception):
 def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     left = "(" if lo_open or lo is None else "["
     right = ")" if hi_open or hi is None else "]"
-    lo_s = "-inf" if lo is None else f"{lo:g}"
-    hi_s = "inf" if hi is None else f"{hi:g}"
+    lo_s = "-inf" if lo is None else str(lo) if isinstance(lo, int) else f"{lo:g}"
+    hi_s = "inf" if hi is None else str(hi) if isinstance(hi, int) else f"{hi:g}"
     return f"{left}{lo_s}, {hi_s}{right}"
 
 
