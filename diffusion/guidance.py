@@ -10,7 +10,7 @@ import torch
 
 from diffusion.denoiser import Denoiser, net_denoiser
 from diffusion.forward_process import gather
-from diffusion.parametrization import Parametrization, Prediction, make_parametrization
+from diffusion.parametrization import Parametrization, Prediction
 from diffusion.schedules import Schedule
 
 
@@ -45,7 +45,7 @@ class Guidance:
 def cfg_denoiser(
     net: Callable,
     schedule: Schedule,
-    parametrization: Parametrization | str,
+    parametrization: Parametrization,
     cond: torch.Tensor,
     null_cond: torch.Tensor,
     scale: float,
@@ -65,7 +65,7 @@ def cfg_denoiser(
     per-sample std of the conditional output and blended with weight ``rescale`` (they use 0.7).
     Everything is linear in the output, so guiding eps, x0 or v gives the same x0_hat and eps_hat.
     """
-    param = make_parametrization(parametrization) if isinstance(parametrization, str) else parametrization
+    param = parametrization  # short: it appears on every line below
     if scale == 1.0 and rescale == 0.0:
         return net_denoiser(net, schedule, param, cond)
 

@@ -13,16 +13,3 @@ def weighted_mse(out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
     mse = (out.float() - target.float()).pow(2).flatten(1).mean(1)  # (B,)
     return (weight.to(mse.dtype) * mse).mean()
 
-
-# TEMPORARY (removed once training/module.py takes a Parametrization, later in this change)
-def diffusion_loss(out, target, snr, prediction, weighting="uniform", snr_gamma=5.0):
-    from diffusion.parametrization import make_parametrization
-
-    weight = make_parametrization(prediction, weighting, snr_gamma).loss_weight(snr.to(torch.float64))
-    return weighted_mse(out, target, weight)
-
-
-def loss_weight(snr, prediction, weighting="uniform", snr_gamma=5.0):
-    from diffusion.parametrization import make_parametrization
-
-    return make_parametrization(prediction, weighting, snr_gamma).loss_weight(snr)

@@ -156,11 +156,3 @@ def make_parametrization(prediction: str, weighting: str = "uniform", snr_gamma:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     return PARAMETRIZATIONS[prediction](weighting, snr_gamma)
 
-
-# TEMPORARY (removed once training/module.py and sampling/ take a Parametrization, later in this change)
-def target_for(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
-    return make_parametrization(prediction).target(x0, eps, alpha_bar)
-
-
-def to_prediction(prediction: str, out: torch.Tensor, x_t: torch.Tensor, alpha_bar) -> Prediction:
-    return make_parametrization(prediction).convert(out, x_t, alpha_bar)

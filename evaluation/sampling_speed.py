@@ -171,7 +171,7 @@ def run_ours_cfg(
     batched: bool,
 ) -> torch.Tensor:
     """Our DDIM under classifier-free guidance at CFG_SCALE, the two passes batched (2B) or not (2x)."""
-    denoiser = cfg_denoiser(net, schedule, "eps", cond, null, CFG_SCALE, batched=batched)
+    denoiser = cfg_denoiser(net, schedule, make_parametrization("eps"), cond, null, CFG_SCALE, batched=batched)
     return sample_ddim(denoiser, x_T, schedule, timesteps, eta=0.0, clip_x0=False)
 
 

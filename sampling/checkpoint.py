@@ -22,7 +22,7 @@ import torch
 import yaml
 from torch import nn
 
-from diffusion.parametrization import PREDICTIONS
+from diffusion.parametrization import PREDICTIONS, Parametrization, make_parametrization
 from diffusion.schedules import Schedule, cosine_schedule, linear_schedule, sigmoid_schedule
 from models.dit import DiT
 from models.unet import UNet
@@ -46,7 +46,7 @@ class LoadedModel:
 
     net: nn.Module
     schedule: Schedule
-    prediction: str
+    parametrization: Parametrization  # what the network's output means (eps, x0 or v)
     num_classes: int | None
     image_shape: tuple[int, int, int]  # (C, H, W)
     config: dict
@@ -201,7 +201,7 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
     return LoadedModel(
         net=net.eval().requires_grad_(False),
         schedule=schedule,
-        prediction=prediction,
+        parametrization=make_parametrization(prediction),
         num_classes=num_classes,
         image_shape=(channels, size, size),
         config=config,

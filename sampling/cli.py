@@ -1,22 +1,29 @@
-"""The command-line boundary shared by sample.py and the scripts: ``key=value`` overrides -> a Hydra config.
+"""The command-line boundary shared by sample.py and the scripts: ``key=value`` overrides -> a Hydra config ->
+plain objects (``build_job`` for sample.py's tasks).
 
 Every user-facing tool takes Hydra overrides (``python <tool> key=value group=option``), composed here
 from ``configs/<name>.yaml``. Errors become one ``InputError`` line; ``hydra.*`` overrides are refused
 because compose() ignores Hydra's run settings (an ``hydra.run.dir`` would be accepted and silently
-unused): tools take ``out=`` instead. This and the entry points' ``main`` are the only places below the
-configs that touch Hydra or OmegaConf.
+unused): tools take ``out=`` instead. This module, sampling/settings.py and the entry points' ``main`` are
+the only places below the configs that touch Hydra or OmegaConf: everything they call takes plain objects.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from diffusion.guidance import Guidance
+from sampling.checkpoint import LoadedModel, load_model
 from sampling.checks import InputError
+from sampling.job import Job
+from sampling.settings import check_device, check_settings
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -31,7 +38,13 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
             cfg = compose(name, overrides=overrides)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as e:  # Hydra/OmegaConf errors are multi-line; keep the first line
-        raise InputError(str(e).strip().splitlines()[0]) from e
+        first = str(e).strip().splitlines()[0]
+        unknown = re.match(r"Could not override '([^']+)'", first)
+        if unknown:  # Hydra's own line does not say why; a key that no config node or task parameter takes
+            key = unknown.group(1)
+            hint = "" if "." in key else f" (a task's own parameters are task.{key}=...)"
+            first = f"unknown key {key!r} for configs/{name}.yaml{hint}"
+        raise InputError(first) from e
     return cfg
 
 
@@ -50,3 +63,33 @@ def run_tool(main: Callable[[DictConfig], object], name: str, argv: list[str] | 
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+# Top-level sample.yaml keys that are short for the task parameter of the same name.
+TASK_INPUTS = ("n", "batch_size", "label", "save_trajectory", "image", "mask")
+
+
+def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, Callable[[Job], dict]]:
+    """sample.py's config -> (Job, task): the boundary where settings are checked (sampling/settings.py) and
+    turned into objects. The task is configs/task/<name>.yaml instantiated as a partial of its function; the
+    top-level inputs (``TASK_INPUTS``) fill its parameters of the same name, and one the task does not take is
+    an error rather than a silently ignored setting. ``model``: an already loaded checkpoint (else ``cfg.ckpt``)."""
+    cfg = cfg.copy()
+    task_name = str(cfg.task.get("_target_", "?")).rsplit(".", 1)[-1]
+    for key in TASK_INPUTS:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if key not in cfg.task:
+            takes = ", ".join(k for k in cfg.task if not k.startswith("_"))
+            raise InputError(f"{key}={value}: task={task_name} takes no {key} (it takes: {takes})")
+        cfg.task[key] = value
+    model = model or load_model(cfg.ckpt, cfg.weights)
+    check_settings(cfg, model.schedule.num_timesteps)
+    device = check_device(cfg.device)
+    model.net.to(device)
+    sampler_cfg = to_dict(cfg.sampler)
+    steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
+    guidance = Guidance(cfg.guidance, cfg.guidance_rescale, cfg.guidance_batched)
+    job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights)
+    return job, instantiate(cfg.task)

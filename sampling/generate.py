@@ -11,7 +11,8 @@ import torchvision
 from torch import nn
 from tqdm import tqdm
 
-from diffusion.guidance import cfg_denoiser
+from diffusion.guidance import Guidance
+from diffusion.parametrization import Parametrization
 from diffusion.samplers import make_timesteps, sample_ddim
 from diffusion.schedules import Schedule
 
@@ -25,16 +26,14 @@ def sample_generators(seed: int, start: int, count: int, device: torch.device | 
 def generate_images(
     net: nn.Module,
     schedule: Schedule,
-    prediction: str,
+    parametrization: Parametrization,
     shape: tuple[int, int, int],
     labels: torch.Tensor | None,
     *,
     n: int,
     sampler: Callable = partial(sample_ddim, eta=0.0),
-    steps: int = 20,
-    spacing: str = "trailing",
-    guidance: float = 1.0,
-    guidance_rescale: float = 0.0,
+    timesteps: list[int] | None = None,
+    guidance: Guidance | None = None,
     num_classes: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
@@ -42,13 +41,16 @@ def generate_images(
     callback: Callable | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """``n`` samples (n, C, H, W) in [-1, 1] with ``sampler`` (a partial of sample_ddim / sample_ddpm).
+    """``n`` samples (n, C, H, W) in [-1, 1] with ``sampler`` (a sampler function with its settings bound) over
+    ``timesteps`` (default: 20 trailing-spaced).
 
-    labels: (n,) class labels or None (unconditional, or the null label of a conditional model). With
-    ``guidance`` != 1 the null label is ``num_classes`` (classifier-free guidance). Sample i's noise comes
-    from generator (seed, i) only, so the same seed gives the same images at any ``batch_size``.
+    labels: (n,) class labels, or None (unconditional, or the null label of a conditional model with
+    ``num_classes``: then ``num_classes`` is the null label). The denoiser of each batch comes from
+    ``guidance``, the run's one CFG policy (default: unguided). Sample i's noise comes from generator
+    (seed, i) only, so the same seed gives the same images at any ``batch_size``.
     """
-    timesteps = make_timesteps(schedule.num_timesteps, steps, spacing)
+    timesteps = make_timesteps(schedule.num_timesteps, 20, "trailing") if timesteps is None else timesteps
+    guidance = guidance or Guidance()
     out = []
     starts = range(0, n, batch_size)
     bar = tqdm(total=len(starts) * len(timesteps), desc=f"{n} samples, {len(starts)} batch(es)", disable=not progress)
@@ -62,13 +64,9 @@ def generate_images(
         b = min(batch_size, n - start)
         gens = sample_generators(seed, start, b)
         x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)  # (b, C, H, W)
-        cond = labels[start : start + b].to(device) if labels is not None else None
-        if cond is None and num_classes is not None:
-            cond = torch.full((b,), num_classes, dtype=torch.long, device=device)
         null = torch.full((b,), num_classes, dtype=torch.long, device=device) if num_classes is not None else None
-        if guidance != 1.0 and null is None:
-            raise ValueError("guidance needs a class-conditional model (num_classes)")
-        denoiser = cfg_denoiser(net, schedule, prediction, cond, null, guidance, guidance_rescale)
+        cond = labels[start : start + b].to(device) if labels is not None else null
+        denoiser = guidance.denoiser(net, schedule, parametrization, cond, null)
         x0 = sampler(denoiser, x_T, schedule, timesteps, generator=gens, callback=step_callback)
         out.append(x0.clamp(-1, 1).cpu())
     bar.close()

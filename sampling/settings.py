@@ -1,4 +1,4 @@
-"""Every numeric and choice setting of sample.py checked once, where the Hydra config becomes a Run.
+"""Every numeric and choice setting of sample.py checked once, where the Hydra config becomes a Job.
 
 One table names each key of configs/sample.yaml, configs/sampler/* and configs/task/* once, with the range
 the YAML comments state; a key absent from the composed config (another task's) is skipped. The tasks below
@@ -36,8 +36,6 @@ SEED_MAX = 2**32 - 1  # seed * 1_000_003 + i stays far inside torch.Generator's 
 
 NUMBERS: dict[str, Range] = {
     # sample.yaml
-    "n": Range(1, 100_000, integer=True),
-    "batch_size": Range(1, 4096, integer=True),
     "seed": Range(0, SEED_MAX, integer=True),
     # CFG scale (Ho & Salimans 2022, eq. 6, with w + 1 = scale): 0 = unconditional, 1 = off; above 50 the
     # samples saturate whatever the thresholding, so a larger value is a typo
@@ -46,31 +44,33 @@ NUMBERS: dict[str, Range] = {
     # sampler
     "sampler.steps": Range(1, lambda T: T, integer=True),
     "sampler.eta": Range(0, 1),  # Song et al. 2021, eq. 16: 0 = DDIM (deterministic), 1 = DDPM's variance
-    # tasks
+    # tasks (configs/task/*.yaml; a key absent from the chosen task is skipped)
+    "task.n": Range(1, 100_000, integer=True),
+    "task.batch_size": Range(1, 4096, integer=True),
     "task.timesteps[]": Range(0, lambda T: T - 1, integer=True),  # forward
     "task.t": Range(0, lambda T: T - 1, integer=True),  # denoise_compare
     "task.blur_sigma": Range(0, 16, lo_open=True),  # pixels; gaussian_blur needs sigma > 0
-    "strength": Range(0, 1),  # SDEdit t0 = strength * T
-    "strength_sweep[]": Range(0, 1),
-    "fixed_point_iters": Range(0, 50, integer=True),  # each costs one more network call per step
-    "mask_draws": Range(1, 1000, integer=True),  # DiffEdit averages n noise draws (they use 10)
-    "mask_strength": Range(0, 1, lo_open=True),  # DiffEdit compares the predictions at t = mask_strength * T
-    "mask_clamp_ratio": Range(0, None, lo_open=True),
-    "mask_threshold": Range(0, 1),
-    "encode_ratio": Range(0, 1),
-    "resamples": Range(1, 100, integer=True),  # RePaint (Lugmayr et al. 2022) uses r = 10; cost x r
-    "jump_length": Range(1, lambda T: T, integer=True),  # RePaint uses j = 10; 0 would never advance
-    "frames": Range(2, 1000, integer=True),  # zoom
-    "scale": Range(0.2, 1, hi_open=True),  # zoom: shrink factor per frame
+    "task.strength": Range(0, 1),  # SDEdit t0 = strength * T
+    "task.strength_sweep[]": Range(0, 1),
+    "task.fixed_point_iters": Range(0, 50, integer=True),  # each costs one more network call per step
+    "task.mask_draws": Range(1, 1000, integer=True),  # DiffEdit averages n noise draws (they use 10)
+    "task.mask_strength": Range(0, 1, lo_open=True),  # DiffEdit compares the predictions at t = mask_strength * T
+    "task.mask_clamp_ratio": Range(0, None, lo_open=True),
+    "task.mask_threshold": Range(0, 1),
+    "task.encode_ratio": Range(0, 1),
+    "task.resamples": Range(1, 100, integer=True),  # RePaint (Lugmayr et al. 2022) uses r = 10; cost x r
+    "task.jump_length": Range(1, lambda T: T, integer=True),  # RePaint uses j = 10; 0 would never advance
+    "task.frames": Range(2, 1000, integer=True),  # zoom
+    "task.scale": Range(0.2, 1, hi_open=True),  # zoom: shrink factor per frame
 }
 
 CHOICES: dict[str, tuple] = {
     "sampler.spacing": SPACINGS,
     "sampler.variance": ("beta_tilde", "beta"),  # DDPM, Ho et al. 2020, sec. 3.2
     "guidance_batched": (None, True, False),
-    "save_trajectory": (True, False),
+    "task.save_trajectory": (True, False),
     "overwrite": (True, False),
-    "direction": ("in", "out"),
+    "task.direction": ("in", "out"),
 }
 
 _MISSING = object()

@@ -22,7 +22,6 @@ import torch
 
 from evaluation.edit_cost import print_table, summarise
 from evaluation.timing import device_name, num_threads, time_rounds
-from sample import TASKS, compose_config, make_run
 from sampling import cli
 from sampling.checkpoint import CheckpointError, LoadedModel, load_model
 from sampling.checks import InputError, check_number
@@ -32,27 +31,31 @@ from sampling.io import load_input_image
 
 def make_variants(model: LoadedModel, ckpt: str, image: str, n: int, steps: int, strengths: Sequence[float],
                   labels: Sequence[int], diffedit_overrides: Sequence[str] = ()) -> dict[str, Callable[[], Any]]:
-    """One zero-argument callable per variant, each running a task over the same loaded model (the sampling task
-    API: sample.py's config, make_run and TASKS)."""
-    common = [f"ckpt={ckpt}", f"sampler.steps={steps}", f"image={image}", "seed=0"]
+    """One zero-argument callable per variant, each running a sample.py task over the same loaded model (built
+    by sampling.cli.build_job from sample.py's config, as sample.py does)."""
+    common = [f"ckpt={ckpt}", f"sampler.steps={steps}", "seed=0"]
 
     def task(*overrides: str) -> Callable[[], Any]:
-        run = make_run(compose_config([*common, *overrides]), model)
-        return lambda: TASKS[run.cfg.task.name](run)
+        job, fn = cli.build_job(cli.compose_config("sample", [*common, *overrides]), model)
+        return lambda: fn(job)
 
     variants = {
         "generate": task("task=generate", f"n={n}", f"batch_size={n}"),
-        "inpaint": task("task=inpaint", f"mask={image}", f"n={n}"),
-        **{f"sdedit s={s:g}": task("task=sdedit", f"strength={s}", f"n={n}") for s in strengths},
+        "inpaint": task("task=inpaint", f"image={image}", f"mask={image}", f"n={n}"),
+        **{f"sdedit s={s:g}": task("task=sdedit", f"image={image}", f"task.strength={s}", f"n={n}")
+           for s in strengths},
     }
     if model.num_classes is not None:
         source, target = labels
         variants["generate n=1"] = task("task=generate", "n=1", f"label={source}")
-        overrides = [*common, "task=diffedit", f"source={source}", f"target={target}", *diffedit_overrides]
-        diffedit = make_run(compose_config(overrides), model)
+        overrides = [*common, "task=diffedit", f"image={image}", f"task.source={source}", f"task.target={target}",
+                     *diffedit_overrides]
+        job, diffedit = cli.build_job(cli.compose_config("sample", overrides), model)
         x0, _, _ = load_input_image(image, model)
-        variants["diffedit"] = lambda: TASKS["diffedit"](diffedit)
-        variants["diffedit mask"] = lambda: diffedit_mask(diffedit, x0, source, target)
+        variants["diffedit"] = lambda: diffedit(job)
+        mask_args = {k: diffedit.keywords[k] for k in ("mask_draws", "mask_strength", "mask_clamp_ratio",
+                                                       "mask_threshold")}
+        variants["diffedit mask"] = lambda: diffedit_mask(job, x0, source, target, **mask_args)
     return variants
 
 
@@ -63,7 +66,7 @@ def run(cfg: dict) -> None:
     check_number("threads", cfg["threads"], 1, integer=True, allow_none=True)
     if len(cfg["labels"]) != 2:
         raise InputError(f"labels must be [source, target], got {cfg['labels']}")
-    extra = [] if cfg["encode_ratio"] is None else [f"encode_ratio={cfg['encode_ratio']}"]
+    extra = [] if cfg["encode_ratio"] is None else [f"task.encode_ratio={cfg['encode_ratio']}"]
     with num_threads(cfg["threads"]):
         threads = torch.get_num_threads()
         model = load_model(cfg["ckpt"], "ema")

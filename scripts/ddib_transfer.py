@@ -24,10 +24,9 @@ from omegaconf import DictConfig
 from data import DatasetError
 from evaluation.data_config import build_dataset, data_choice, load_or_train_classifier
 from evaluation.transfer import first_of_class, save_transfer_grid, transfer_scores
-from sample import make_run
 from sampling.checkpoint import CheckpointError
 from sampling.checks import InputError, check_number
-from sampling.cli import compose_config, to_dict
+from sampling.cli import build_job, compose_config, to_dict
 from sampling.editing import ddib_round_trip
 from sampling.io import parse_label
 
@@ -35,19 +34,19 @@ from sampling.io import parse_label
 def transfer(cfg: DictConfig, data_name: str) -> dict:
     """Run the round trip over the first k images of class source; write the picture and the JSON report."""
     check_number("k", cfg.k, 1, integer=True)
-    run = make_run(cfg)  # the sampling task API: loads the checkpoint, checks sample.py's settings
-    model = run.model
+    job, _ = build_job(cfg)  # as sample.py: loads the checkpoint, checks its settings
+    model = job.model
     source, target = parse_label(cfg.source, model, "source"), parse_label(cfg.target, model, "target")
     cfg.data.image_size, cfg.data.channels = model.image_shape[-1], model.image_shape[0]
     data_cfg = to_dict(cfg.data)
     x0 = first_of_class(build_dataset(data_cfg["val"]), source, cfg.k)
     classifier, meta = load_or_train_classifier(data_name, data_cfg)
     with torch.inference_mode():
-        moved, back = ddib_round_trip(run, x0, (model, source), (model, target))
+        moved, back = ddib_round_trip(job, x0, (model, source), (model, target), cfg.task.fixed_point_iters)
         moved, back = moved.clamp(-1, 1), back.clamp(-1, 1)
     report = {
         "ckpt": str(cfg.ckpt), "data": data_name, "source": source, "target": target, "k": len(x0),
-        "steps": run.steps, "guidance": cfg.guidance, **transfer_scores(x0, moved, back, classifier, source, target),
+        "steps": job.steps, "guidance": cfg.guidance, **transfer_scores(x0, moved, back, classifier, source, target),
         "classifier_val_accuracy": meta["val_accuracy"],
     }
     out = Path(cfg.out)

@@ -120,6 +120,7 @@ TOOLS = {
     "sweep_report": ["sweep_dir=runs/multirun/x"],
     "train_classifier": ["data=procedural"],
     "ddib_transfer": ["ckpt=x.ckpt", "data=procedural", "source=0", "target=1"],
+    "eval": ["ckpt=x.ckpt", "data=procedural"],
 }
 
 
@@ -137,3 +138,30 @@ def test_tool_configs_compose(name):
     if TOOLS[name]:  # a required setting left out is one error line
         with pytest.raises(InputError):
             compose_config(name, [])
+
+
+@pytest.mark.parametrize("name", _options("task"))
+def test_task_configs_name_exactly_their_functions_parameters(name):
+    """configs/task/<name>.yaml instantiates to a partial of its task function, and its keys are that function's
+    parameters (besides the job): a key no parameter takes could otherwise be set and silently ignored."""
+    import inspect
+
+    from sampling.cli import TASK_INPUTS, compose_config
+
+    cfg = compose_config("sample", ["ckpt=x.ckpt", f"task={name}", "task.source=0", "task.target=1"]
+                         if name in ("ddib", "diffedit") else ["ckpt=x.ckpt", f"task={name}"])
+    task = instantiate(cfg.task)
+    params = list(inspect.signature(task.func).parameters)
+    assert params[0] == "job"
+    assert set(task.keywords) == set(params[1:]), (sorted(task.keywords), params[1:])
+    assert set(TASK_INPUTS) <= set(cfg) and all(cfg[k] is None for k in TASK_INPUTS)  # shorthands default to unset
+
+
+@pytest.mark.parametrize("name", _options("sampler"))
+def test_sampler_configs_instantiate(name):
+    from sampling.cli import compose_config, to_dict
+
+    node = to_dict(compose_config("sample", ["ckpt=x.ckpt", f"sampler={name}"]).sampler)
+    steps, spacing = node.pop("steps"), node.pop("spacing")
+    sampler = instantiate(node)
+    assert callable(sampler) and steps >= 1 and spacing in ("uniform", "quadratic", "trailing")

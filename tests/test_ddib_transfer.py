@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from evaluation.transfer import transfer_scores
-from sample import compose_config, make_run
+from sampling.cli import build_job, compose_config
 from sampling.editing import ddib_round_trip
 from scripts import ddib_transfer as transfer
 from scripts.train_classifier import main as train_classifier_main
@@ -33,14 +33,14 @@ def test_report_and_picture(tmp_path, tiny_ckpts, cache, capsys):
 
 
 def test_batched_round_trip_equals_one_by_one(tiny_ckpts):
-    run = make_run(compose_config([f"ckpt={tiny_ckpts['cond']}", "task=ddib", "source=0", "target=1",
-                                   "sampler.steps=4"]))
-    x0 = torch.rand(3, *run.model.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    sides = (run.model, 0), (run.model, 1)
+    job, _ = build_job(compose_config("sample", [f"ckpt={tiny_ckpts['cond']}", "task=ddib", "task.source=0",
+                                                 "task.target=1", "sampler.steps=4"]))
+    x0 = torch.rand(3, *job.model.image_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sides = (job.model, 0), (job.model, 1)
     with torch.inference_mode():
-        moved, back = ddib_round_trip(run, x0, *sides)
+        moved, back = ddib_round_trip(job, x0, *sides)
         for i in range(3):
-            one_moved, one_back = ddib_round_trip(run, x0[i : i + 1], *sides)
+            one_moved, one_back = ddib_round_trip(job, x0[i : i + 1], *sides)
             torch.testing.assert_close(one_moved[0], moved[i], rtol=1e-4, atol=1e-4)
             torch.testing.assert_close(one_back[0], back[i], rtol=1e-4, atol=1e-4)
     assert (moved - x0).abs().max() > 1e-3  # the translation did something

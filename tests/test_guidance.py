@@ -5,7 +5,7 @@ import torch
 
 from diffusion.forward_process import gather
 from diffusion.guidance import Guidance, cfg_denoiser
-from diffusion.parametrization import EpsPrediction, eps_from_x0
+from diffusion.parametrization import EpsPrediction, eps_from_x0, make_parametrization
 from diffusion.schedules import cosine_schedule
 
 MU = torch.tensor([-1.0, 1.5], dtype=torch.float64)  # class means
@@ -69,7 +69,7 @@ def test_guidance_is_the_same_for_every_parametrization():
     x_t = torch.randn(16, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     t = torch.full((16,), 500)
     cond, null = torch.zeros(16, dtype=torch.long), torch.full((16,), NULL)
-    ref = cfg_denoiser(net, sched, "eps", cond, null, 4.0)(x_t, t)
+    ref = cfg_denoiser(net, sched, EpsPrediction(), cond, null, 4.0)(x_t, t)
 
     def as_x0(x, tt, c):
         a = gather(sched.alphas_cumprod, tt, x)
@@ -80,7 +80,7 @@ def test_guidance_is_the_same_for_every_parametrization():
         return a.sqrt() * net(x, tt, c) - (1 - a).sqrt() * as_x0(x, tt, c)
 
     for name, fn in [("x0", as_x0), ("v", as_v)]:
-        pred = cfg_denoiser(fn, sched, name, cond, null, 4.0)(x_t, t)
+        pred = cfg_denoiser(fn, sched, make_parametrization(name), cond, null, 4.0)(x_t, t)
         torch.testing.assert_close(pred.eps, ref.eps)
         torch.testing.assert_close(pred.x0, ref.x0)
 
@@ -90,7 +90,7 @@ def test_cfg_rescale_matches_conditional_std():
     net = ExactNet(sched)
     x_t = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     t, cond, null = torch.full((4,), 200), torch.ones(4, dtype=torch.long), torch.full((4,), NULL)
-    full = cfg_denoiser(net, sched, "eps", cond, null, 5.0, rescale=1.0)(x_t, t).eps
+    full = cfg_denoiser(net, sched, EpsPrediction(), cond, null, 5.0, rescale=1.0)(x_t, t).eps
     cond_only = net(x_t, t, cond)
     torch.testing.assert_close(full.std(dim=(1, 2, 3)), cond_only.std(dim=(1, 2, 3)))
 

@@ -51,8 +51,8 @@ def test_diffedit_mask_overlaps_the_true_shape(shapes_ckpt, tmp_path):
     for i in range(8):
         src = shapes.sample(i)["label"]
         out = tmp_path / str(i)
-        args = [f"ckpt={shapes_ckpt}", "task=diffedit", f"image=procedural:{i}", f"source={src}",
-                f"target={(src + 1) % 4}", "sampler.steps=20", f"out={out}"]
+        args = [f"ckpt={shapes_ckpt}", "task=diffedit", f"image=procedural:{i}", f"task.source={src}",
+                f"task.target={(src + 1) % 4}", "sampler.steps=20", f"out={out}"]
         assert sample.main(args) == 0
         ious.append(json.loads((out / "diffedit.json").read_text())["iou_with_true_mask"])
     assert sum(ious) / len(ious) > 0.3, ious

@@ -1,7 +1,8 @@
 """Pins sample.py's outputs across the sampling-layer redesign (issue 9): same seed, same pixels.
 
 The golden file ``tests/golden/redesign.npz`` was recorded with the code *before* the redesign (commit
-af53442) by ``python tests/test_redesign_pins.py --record tests/golden/redesign.npz``. Every PNG that each
+af53442, with the same cases in that commit's command-line spelling: ``strength=`` for ``task.strength=``
+and so on) by ``python tests/test_redesign_pins.py --record tests/golden/redesign.npz``. Every PNG that each
 task writes must match it within one 8-bit level: the redesign also switched PNG writing from truncation
 to rounding, which moves values by at most one level. The JSON numbers (reconstruction MSE, PSNR, IoU) must
 match to 1e-4 relative.
@@ -26,26 +27,29 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "redesign.npz"
 
-# (case name, model, overrides); run as `sample.py ckpt=<model> out=<dir> seed=0 n=2 sampler.steps=4 <overrides>`
+# (case name, model, overrides); run as `sample.py ckpt=<model> out=<dir> seed=0 sampler.steps=4 <overrides>`
 CASES = [
-    ("generate_ddim_cfg", "v", ["guidance=3.0", "label=1"]),
-    ("generate_ddpm", "eps", ["sampler=ddpm", "guidance=2.0"]),
-    ("generate_uncond_label", "eps", []),
+    ("generate_ddim_cfg", "v", ["n=2", "guidance=3.0", "label=1"]),
+    ("generate_ddpm", "eps", ["n=2", "sampler=ddpm", "guidance=2.0"]),
+    ("generate_uncond_label", "eps", ["n=2", ]),
     ("forward", "v", ["task=forward", "image=procedural:1"]),
     ("denoise_compare", "eps", ["task=denoise_compare", "image=procedural:1", "task.t=300"]),
-    ("sdedit", "v", ["task=sdedit", "image=procedural:0", "strength=0.6", "label=2"]),
-    ("sdedit_mask", "eps", ["task=sdedit", "image=procedural:0", "strength=0.8", "mask=procedural:0"]),
-    ("invert", "v", ["task=invert", "image=procedural:2", "fixed_point_iters=1", "label=0"]),
-    ("ddib", "eps", ["task=ddib", "image=procedural:2", "source=0", "target=3"]),
-    ("diffedit", "v", ["task=diffedit", "image=procedural:3", "source=0", "target=1", "mask_draws=2",
-                       "mask_threshold=0.3"]),
-    ("inpaint", "v", ["task=inpaint", "image=procedural:4", "mask=procedural:4"]),
-    ("inpaint_repaint", "eps", ["task=inpaint", "image=procedural:4", "mask=procedural:4", "resamples=2",
-                                "jump_length=2"]),
-    ("outpaint", "v", ["task=outpaint", "image=procedural:5", "pad=[4,0,4,0]"]),
-    ("zoom", "eps", ["task=zoom", "image=procedural:6", "frames=3", "scale=0.75"]),
+    ("sdedit", "v", ["n=2", "task=sdedit", "image=procedural:0", "task.strength=0.6", "label=2"]),
+    ("sdedit_mask", "eps", ["n=2", "task=sdedit", "image=procedural:0", "task.strength=0.8", "mask=procedural:0"]),
+    ("invert", "v", ["task=invert", "image=procedural:2", "task.fixed_point_iters=1", "label=0"]),
+    ("ddib", "eps", ["task=ddib", "image=procedural:2", "task.source=0", "task.target=3"]),
+    ("diffedit", "v", ["task=diffedit", "image=procedural:3", "task.source=0", "task.target=1", "task.mask_draws=2",
+                       "task.mask_threshold=0.3"]),
+    ("inpaint", "v", ["n=2", "task=inpaint", "image=procedural:4", "mask=procedural:4"]),
+    # before the redesign RePaint ignored sampler.*: its steps were DDPM's without clipping, which is now
+    # sampler=ddpm sampler.clip_x0=false with the run's 4 steps (sampler=ddpm's own spacing is uniform too)
+    ("inpaint_repaint", "eps", ["n=2", "task=inpaint", "image=procedural:4", "mask=procedural:4", "task.resamples=2",
+                                "task.jump_length=2", "sampler=ddpm", "sampler.clip_x0=false",
+                                "sampler.spacing=trailing"]),
+    ("outpaint", "v", ["n=2", "task=outpaint", "image=procedural:5", "task.pad=[4,0,4,0]"]),
+    ("zoom", "eps", ["task=zoom", "image=procedural:6", "task.frames=3", "task.scale=0.75"]),
 ]
-COMMON = ["seed=0", "n=2", "sampler.steps=4"]
+COMMON = ["seed=0", "sampler.steps=4"]
 JSON_KEYS = ("mse", "cycle_mse", "iou_with_true_mask", "mask_fraction", "noisy", "blur", "one-step", "iterative")
 
 

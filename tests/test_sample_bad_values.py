@@ -9,7 +9,7 @@ import torch
 import sample
 
 INPAINT = ["task=inpaint", "image=procedural:3", "mask=procedural:3"]
-DIFFEDIT = ["task=diffedit", "image=procedural:3", "source=2", "target=0"]
+DIFFEDIT = ["task=diffedit", "image=procedural:3", "task.source=2", "task.target=0"]
 
 # name: (overrides, what the error line must contain: the setting and its allowed range)
 CASES = {
@@ -20,14 +20,14 @@ CASES = {
     "guidance_rescale above 1": (["guidance_rescale=1.5"], "guidance_rescale must be a finite number in [0, 1]"),
     "eta nan": (["sampler.eta=nan"], "sampler.eta must be a finite number in [0, 1], got nan"),
     "eta above 1": (["sampler.eta=3"], "sampler.eta must be a finite number in [0, 1]"),
-    "jump_length 0 (never ended)": ([*INPAINT, "resamples=3", "jump_length=0"],
+    "jump_length 0 (never ended)": ([*INPAINT, "task.resamples=3", "task.jump_length=0"],
                                     "jump_length must be an integer in [1, 1000], got 0"),
-    "jump_length negative": ([*INPAINT, "jump_length=-1"], "jump_length must be an integer in [1, 1000], got -1"),
-    "resamples 0": ([*INPAINT, "resamples=0"], "resamples must be an integer in [1, 100]"),
-    "mask_draws 0": ([*DIFFEDIT, "mask_draws=0"], "mask_draws must be an integer in [1, 1000], got 0"),
-    "mask_threshold nan": ([*DIFFEDIT, "mask_threshold=nan"], "mask_threshold must be a finite number in [0, 1]"),
-    "encode_ratio above 1": ([*DIFFEDIT, "encode_ratio=1.5"], "encode_ratio must be a finite number in [0, 1]"),
-    "fixed_point_iters negative": (["task=invert", "image=procedural:3", "fixed_point_iters=-1"],
+    "jump_length negative": ([*INPAINT, "task.jump_length=-1"], "jump_length must be an integer in [1, 1000], got -1"),
+    "resamples 0": ([*INPAINT, "task.resamples=0"], "resamples must be an integer in [1, 100]"),
+    "mask_draws 0": ([*DIFFEDIT, "task.mask_draws=0"], "mask_draws must be an integer in [1, 1000], got 0"),
+    "mask_threshold nan": ([*DIFFEDIT, "task.mask_threshold=nan"], "mask_threshold must be a finite number in [0, 1]"),
+    "encode_ratio above 1": ([*DIFFEDIT, "task.encode_ratio=1.5"], "encode_ratio must be a finite number in [0, 1]"),
+    "fixed_point_iters negative": (["task=invert", "image=procedural:3", "task.fixed_point_iters=-1"],
                                    "fixed_point_iters must be an integer in [0, 50], got -1"),
     "procedural index negative": (["task=forward", "image=procedural:-3"],
                                   "the index of procedural:-3 must be an integer in [0, "),
@@ -46,12 +46,12 @@ CASES = {
                            "task.t must be an integer in [0, 999]"),
     "blur_sigma 0": (["task=denoise_compare", "image=procedural:1", "task.blur_sigma=0"],
                      "task.blur_sigma must be a finite number in (0, 16]"),
-    "strength_sweep value": (["task=sdedit", "image=procedural:1", "strength_sweep=[0.5,2]"],
+    "strength_sweep value": (["task=sdedit", "image=procedural:1", "task.strength_sweep=[0.5,2]"],
                              "strength_sweep must be a finite number in [0, 1], got 2"),
-    "strength_sweep not a list": (["task=sdedit", "image=procedural:1", "strength_sweep=0.5"],
+    "strength_sweep not a list": (["task=sdedit", "image=procedural:1", "task.strength_sweep=0.5"],
                                   "strength_sweep must be a list"),
-    "zoom frames 1": (["task=zoom", "frames=1"], "frames must be an integer in [2, 1000], got 1"),
-    "zoom scale 1": (["task=zoom", "scale=1.0"], "scale must be a finite number in [0.2, 1), got 1.0"),
+    "zoom frames 1": (["task=zoom", "task.frames=1"], "frames must be an integer in [2, 1000], got 1"),
+    "zoom scale 1": (["task=zoom", "task.scale=1.0"], "scale must be a finite number in [0.2, 1), got 1.0"),
     "overwrite not a bool": (["overwrite=maybe"], "overwrite must be one of True, False"),
 }
 
@@ -60,7 +60,7 @@ CASES = {
 def test_bad_value_one_line_exit_2_nothing_written(name, tmp_path, tiny_ckpts, capsys):
     overrides, needle = CASES[name]
     out = tmp_path / "out"
-    code = sample.main([f"ckpt={tiny_ckpts['cond']}", "n=2", "sampler.steps=2", *overrides, f"out={out}"])
+    code = sample.main([f"ckpt={tiny_ckpts['cond']}", "sampler.steps=2", *overrides, f"out={out}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, (name, err)
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], (name, err)
@@ -93,7 +93,7 @@ def test_huge_image_refused_by_size_before_decoding(width, height, tmp_path, tin
     _png_header(image, width, height)  # 20000^2 trips PIL's DecompressionBombError; 5000^2 only our limit
     for task in (["task=forward", f"image={image}"], ["task=inpaint", "image=procedural:1", f"mask={image}"]):
         out = tmp_path / "out"
-        assert sample.main([f"ckpt={tiny_ckpts['cond']}", "n=1", *task, f"out={out}"]) == 2
+        assert sample.main([f"ckpt={tiny_ckpts['cond']}", *task, f"out={out}"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "larger than the limit of 4096x4096 pixels" in err[0], err
         assert "before decoding" in err[0] and not out.exists()

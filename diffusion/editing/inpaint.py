@@ -9,7 +9,7 @@ import torch
 from diffusion.denoiser import Denoiser
 from diffusion.forward_process import gather, renoise
 from diffusion.parametrization import Prediction, eps_from_x0
-from diffusion.samplers import Callback, Generators, randn_like
+from diffusion.samplers import Callback, Generators, randn_like, threshold_x0
 from diffusion.schedules import Schedule
 from diffusion.steps import alpha_bar_at, ddpm_step
 
@@ -60,19 +60,22 @@ def sample_repaint(
     *,
     jump_length: int = 10,
     resamples: int = 10,
+    variance: str = "beta_tilde",
+    clip_x0: bool | float = False,
     generator: Generators = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Ancestral sampling along ``repaint_moves``: down moves are ``ddpm_step`` (beta-tilde variance), up
-    moves draw q(x_to | x_from) with ``renoise``."""
+    """Ancestral sampling along ``repaint_moves``: down moves are ``ddpm_step`` (with ``variance``, on x0_hat
+    thresholded by ``clip_x0`` as in ``sample_ddpm``), up moves draw q(x_to | x_from) with ``renoise``."""
     x = x_T
     for i, (t_from, t_to) in enumerate(repaint_moves(timesteps, jump_length, resamples)):
         if t_to > t_from:  # up: forward-noise
             x = renoise(x, alpha_bar_at(schedule, t_from), alpha_bar_at(schedule, t_to), randn_like(x, generator))
             continue
         pred = denoiser(x, torch.full((x.shape[0],), t_from, device=x.device, dtype=torch.long))
+        pred = Prediction(pred.eps, threshold_x0(pred.x0, clip_x0))
         if callback is not None:
             callback(i, t_from, x, pred.x0)
         noise = randn_like(x, generator) if t_to >= 0 else None
-        x = ddpm_step(schedule, pred, x, t_from, t_to, noise)
+        x = ddpm_step(schedule, pred, x, t_from, t_to, noise, variance=variance)
     return x
