@@ -69,7 +69,7 @@ FLOOR = {"ours": "net_only", "diffusers": "net_only", "ours_cfg_2b": "net_only_2
 Net = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def load_model(name: str, channels: int = 3, image_size: int = 32, num_classes: int = 10) -> tuple[nn.Module, dict]:
+def preset_net(name: str, channels: int = 3, image_size: int = 32, num_classes: int = 10) -> tuple[nn.Module, dict]:
     """The network of configs/model/<name>.yaml with data.{channels, image_size, num_classes} filled in, and its
     config; ValueError for an unknown name."""
     cfg = model_config(name, {"channels": channels, "image_size": image_size, "num_classes": num_classes})
@@ -93,9 +93,9 @@ def randomise_zero_init(net: nn.Module, std: float = 0.02, seed: int = 0) -> int
 
 
 def build_net(name: str, device: torch.device, seed: int = 0) -> tuple[nn.Module, dict]:
-    """load_model(name) from a fixed seed, its zero-initialised layers randomised, in eval mode on ``device``."""
+    """preset_net(name) from a fixed seed, its zero-initialised layers randomised, in eval mode on ``device``."""
     torch.manual_seed(seed)
-    net, cfg = load_model(name)
+    net, cfg = preset_net(name)
     randomise_zero_init(net, seed=seed)
     return net.to(device).eval(), cfg
 

@@ -93,7 +93,7 @@ def test_summarise_medians_and_paired_ratios():
 
 def test_unknown_model_is_an_error():
     with pytest.raises(ValueError, match="unknown model"):
-        bench.load_model("no_such_model")
+        bench.preset_net("no_such_model")
 
 
 @pytest.mark.parametrize("bad", ["preset=no_such_model", "steps=0", "steps=1001", "batch=0", "tol=-1"])
