@@ -3,7 +3,11 @@
     python train.py                                   # U-Net on the procedural shapes, CPU
     python train.py model=dit_cpu data=fashion_mnist trainer.max_steps=2000
     python train.py -m model=unet_small,dit_cpu diffusion.prediction=eps,v   # sweep
-    python train.py ckpt_path=runs/<date>/<time>/checkpoints/last.ckpt         # resume exactly
+    python train.py ckpt_path=runs/<date>/<time>/checkpoints/last.ckpt         # resume exactly, into a new folder
+    python train.py hydra.run.dir=runs/<date>/<time> ckpt_path=last            # resume in place, from its newest
+
+Exit status: 0 done; 1 training diverged or an output could not be written; 2 bad settings, data or checkpoint
+(one ``error:`` line, nothing written); 130 / 143 stopped by SIGINT / SIGTERM after saving the current step.
 """
 
 from __future__ import annotations
@@ -18,11 +22,57 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from data import DatasetError
-from training.module import DiffusionModule, NonFiniteLossError
+from sampling.atomic import OutputError, atomic_write_text
+from sampling.checks import InputError, check_number
+from training.checkpoint_io import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    check_fits,
+    latest_checkpoint,
+    read_training_checkpoint,
+)
+from training.module import DiffusionModule, NonFiniteLossError, NonFiniteWeightsError
+from training.run_dir import (
+    claim_unique_dir,
+    is_launch_rank_zero,
+    lock_run_dir,
+    remove_orphan_temps,
+    write_hydra_records,
+)
+from training.signals import SaveOnSignal, TrainingInterrupted
+
+# the default hydra.run.dir is ${unique_dir:runs/<date>/<time>}: a second run in the same second gets <time>_1
+OmegaConf.register_new_resolver("unique_dir", claim_unique_dir, replace=True)
+
+# (key, lo, hi, integer, lo_open): checked only where the composed config has the key, so own configs stay free
+SETTINGS = [
+    ("data.batch_size", 1, None, True, False),
+    ("data.num_workers", 0, None, True, False),
+    ("data.image_size", 1, None, True, False),
+    ("data.channels", 1, None, True, False),
+    ("optim.optimizer.lr", 0, None, False, True),  # finite: divergence is shown with a huge finite lr (1e39)
+    ("optim.lr_warmup_steps", 0, None, True, False),
+    ("diffusion.label_dropout", 0, 1, False, False),
+    ("ema.decay", 0, 1, False, False),
+    ("ema.warmup_power", 0, None, False, False),
+]
+_ABSENT = object()
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """InputError (one line naming the setting and its range) for a value that would crash or mislead later."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise InputError(f"{missing[0]} must be set (it has no default): add {missing[0]}=... to the command")
+    for key, lo, hi, integer, lo_open in SETTINGS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:
+            check_number(key, value, lo, hi, integer=integer, lo_open=lo_open)
 
 
 def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
-    """The LightningModule and DataModule described by ``cfg`` (datasets are opened and checked here)."""
+    """The LightningModule and DataModule described by ``cfg`` (settings checked, datasets opened and checked here)."""
+    check_settings(cfg)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model)
     module = DiffusionModule(
@@ -44,33 +94,80 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
     return module, datamodule
 
 
+def resume_path(ckpt_path: str | None, run_dir: Path, module: DiffusionModule) -> str | None:
+    """The checkpoint to resume from, checked to be complete and to fit ``module``; ``last`` means the newest
+    complete checkpoint of this run directory (broken ones are skipped with a warning)."""
+    if ckpt_path is None:
+        return None
+    if str(ckpt_path) == "last":
+        found = latest_checkpoint(run_dir / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"{run_dir / 'checkpoints'}: ckpt_path=last found no complete checkpoint there")
+        path, ckpt = found
+    else:
+        path, ckpt = Path(ckpt_path), read_training_checkpoint(ckpt_path)
+    check_fits(ckpt, module.state_dict(), module.run_config, path)
+    return str(path)
+
+
+def last_good(run_dir: Path, resumed_from: str | None) -> str:
+    """The tail of the divergence error line: a checkpoint that really loads with finite weights, or none."""
+    found = latest_checkpoint(run_dir / "checkpoints", warn=None)
+    if found is not None:
+        return f"last good checkpoint: {found[0]}"
+    if resumed_from is not None:
+        return f"no checkpoint was written in this run (it resumed from {resumed_from})"
+    return "no checkpoint was written before it"
+
+
+def _our_error(e: BaseException) -> BaseException | None:
+    """Ours in the chain of causes (Hydra wraps constructor errors), or None for a real bug."""
+    while e is not None and not isinstance(e, (DatasetError, InputError, CheckpointError, OutputError)):
+        e = e.__cause__
+    return e
+
+
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    owner = is_launch_rank_zero()  # DDP children share the folder: only the launching process writes records
+    stopper = SaveOnSignal(run_dir / "checkpoints" / "last.ckpt")
+    stopper.install()  # from here a signal is remembered and honoured at the first step boundary
     # seeds network initialisation; training draws t, noise and dropout from their own generator
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         module, datamodule = build(cfg)
-    except Exception as e:  # Hydra wraps constructor errors: look for ours in the chain of causes
-        cause = e
-        while cause is not None and not isinstance(cause, DatasetError):
-            cause = cause.__cause__
+        ckpt_path = resume_path(cfg.ckpt_path, run_dir, module)
+        lock = lock_run_dir(run_dir) if owner else None  # noqa: F841 (held until the process exits)
+        if owner:
+            remove_orphan_temps(run_dir / "checkpoints")
+            write_hydra_records(run_dir, cfg, HydraConfig.get())
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    except Exception as e:
+        cause = _our_error(e)
         if cause is None:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [*(instantiate(c) for c in cfg.callbacks.values()), stopper]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir),
+                                     plugins=[AtomicCheckpointIO()])
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    except NonFiniteLossError as e:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        kept = f"; last good checkpoint: {last}" if last.exists() else "; no checkpoint was written before it"
-        print(f"error: {e}{kept}", file=sys.stderr)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the policy
+        if stopper.signum is not None:  # arrived after the last step boundary: the run is complete and saved
+            raise TrainingInterrupted(stopper.signum, trainer.global_step, stopper.path)
+    except (NonFiniteLossError, NonFiniteWeightsError) as e:
+        print(f"error: {e}; {last_good(run_dir, ckpt_path)}", file=sys.stderr)
         sys.exit(1)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the policy
+    except TrainingInterrupted as e:
+        if trainer.is_global_zero:
+            print(f"{e} (resume: python train.py hydra.run.dir={run_dir} ckpt_path=last)", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     if trainer.is_global_zero:
         print(f"run directory: {run_dir}")
 

@@ -13,11 +13,16 @@ from diffusion.forward_process import add_noise, gather
 from diffusion.losses import diffusion_loss
 from diffusion.parametrization import target_for
 from diffusion.schedules import Schedule
+from training.checkpoint_io import non_finite_entry
 from training.ema import ema_decay_at, make_ema, update_ema
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or Inf."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """A weight (raw or EMA) became NaN or Inf; raised before it could be saved over a good checkpoint."""
 
 
 def _warmup_factor(step: int, warmup_steps: int) -> float:
@@ -76,6 +81,13 @@ class DiffusionModule(L.LightningModule):
             self._pending_rng = None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every save passes here on every rank, before any file is opened: a diverged step (huge lr) must never
+        # overwrite the last good checkpoint, and the loss check below only sees it one step later
+        bad = non_finite_entry(checkpoint["state_dict"])
+        if bad is not None:
+            value = checkpoint["state_dict"][bad]
+            kind = "nan" if bool(torch.isnan(value).any()) else "inf"
+            raise NonFiniteWeightsError(f"weight {bad} became {kind} at step {self.global_step}")
         checkpoint["difflab"] = {
             "rng": {"generator": self._rng().get_state(), "torch": torch.get_rng_state()},
             "config": self.run_config,
