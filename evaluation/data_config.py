@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from data import DatasetError
@@ -38,6 +38,36 @@ def data_choice(overrides: Sequence[str]) -> str:
     if not names:
         raise InputError("data=<dataset config> is required")
     return names[-1]
+
+
+def split_data_overrides(argv: Sequence[str]) -> tuple[str | None, list[str], list[str]]:
+    """(data config name or None, ``data.*`` overrides of the checkpoint's stored data node, the other overrides):
+    without ``data=<name>`` there is no data group to compose, so ``data.*`` edits the stored node (``data_node``)."""
+    if any(o.lstrip("+").startswith("data=") for o in argv):
+        return data_choice(argv), [], list(argv)
+    return None, [o for o in argv if o.startswith("data.")], [o for o in argv if not o.startswith("data.")]
+
+
+def data_node(name: str | None, node: DictConfig | None, overrides: Sequence[str], stored: dict[str, Any],
+              shape: tuple[int, int, int]) -> tuple[str, dict[str, Any]]:
+    """(name, resolved data node) at a checkpoint's (C, H, W) ``shape``: the composed ``data=<name>`` group
+    ``node`` (its image_size and channels set to the checkpoint's), or, without a name, the data node ``stored`` in
+    the checkpoint with the ``data.*`` ``overrides``, named after the config file that builds the same dataset."""
+    channels, size = shape[0], shape[1]
+    if name is not None:
+        node.image_size, node.channels = size, channels  # before resolving: the train/val nodes interpolate them
+        return name, OmegaConf.to_container(node, resolve=True)
+    try:
+        node = OmegaConf.merge(OmegaConf.create(stored), OmegaConf.from_dotlist([o[len("data."):] for o in overrides]))
+        node = OmegaConf.to_container(node)
+    except Exception as e:
+        raise InputError(f"data override: {str(e).strip().splitlines()[0]}") from e
+    target = node["train"]["_target_"]
+    matches = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml")
+                     if OmegaConf.load(p).get("train", {}).get("_target_") == target)
+    if len(matches) != 1:
+        raise InputError(f"cannot tell which data config built {target}: pass data=<name>")
+    return matches[0], node
 
 
 def build_dataset(node: dict[str, Any]) -> Dataset:

@@ -12,7 +12,7 @@ def test_report_written_atomically_and_full_disk_is_one_line(tmp_path, monkeypat
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"")  # never opened: the evaluation itself is replaced below
     report = tmp_path / "last.eval.json"
-    monkeypatch.setattr(evaluate_script, "evaluate", lambda *a: {"fd_classifier": 1.5, "n": 4})
+    monkeypatch.setattr(evaluate_script, "score", lambda *a: {"fd_classifier": 1.5, "n": 4})
     assert evaluate_script.main([f"ckpt={ckpt}", "n=4", "metrics=fd"]) == 0
     assert json.loads(report.read_text()) == {"fd_classifier": 1.5, "n": 4}
     capsys.readouterr()
@@ -23,7 +23,7 @@ def test_report_written_atomically_and_full_disk_is_one_line(tmp_path, monkeypat
         real_write_text(self, text[: len(text) // 2], *args, **kwargs)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
 
-    monkeypatch.setattr(evaluate_script, "evaluate", lambda *a: {"fd_classifier": 2.5, "n": 4})
+    monkeypatch.setattr(evaluate_script, "score", lambda *a: {"fd_classifier": 2.5, "n": 4})
     monkeypatch.setattr(Path, "write_text", half_then_full)
     assert evaluate_script.main([f"ckpt={ckpt}", "n=4", "metrics=fd"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,8 +16,8 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from evaluation import features as features_module
 from evaluation.features import ClassifierFeatures, FeatureError, InceptionFeatures, to_inception_input
 from evaluation.metrics import feature_statistics, frechet_distance, kernel_inception_distance, precision_recall
+from evaluation.report import count_name
 from models.classifier import Classifier
-from scripts.evaluate import count_name
 from scripts.evaluate import main as evaluate_main
 from tests.runner import run, train
 
