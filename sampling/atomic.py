@@ -21,6 +21,12 @@ class OutputError(Exception):
     the message is one line naming the path."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -63,6 +69,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode a plain open() would
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
@@ -105,6 +112,7 @@ def publish_dir(staging: Path, out: str | Path) -> Path:
             if p.is_file():
                 with open(p, "rb+") as f:
                     os.fsync(f.fileno())
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder a plain mkdir()'s mode
         os.rename(staging, out)  # replaces an empty folder; fails if ``out`` holds anything
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)

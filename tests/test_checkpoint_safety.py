@@ -143,7 +143,7 @@ def test_non_finite_weights_are_refused_by_every_loader(tmp_path, tiny_ckpts, ca
 def test_real_checkpoints_still_load(tiny_ckpts):
     for ck in tiny_ckpts.values():
         model = load_model(ck)
-        assert model.image_shape == (3, 16, 16) and model.prediction in ("eps", "x0", "v")
+        assert model.image_shape == (3, 16, 16) and model.parametrization.name in ("eps", "x0", "v")
 
 
 @pytest.mark.parametrize("content", [b"hello, I am a text file\n", b"", os.urandom(4096)])

@@ -194,3 +194,17 @@ def test_pngs_round_to_the_nearest_level_like_the_grid(tmp_path):
     save_grid(images, tmp_path / "grid.png", nrow=1)
     grid = np.asarray(Image.open(tmp_path / "grid.png"))  # a grid of one image has no padding
     assert np.array_equal(np.asarray(to_pil(images[0])), grid)
+
+
+def test_atomic_outputs_get_the_modes_of_plain_writes(tmp_path):
+    from sampling.atomic import atomic_write_text, publish_dir, staging_dir
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+        staging = staging_dir(tmp_path / "folder")
+        (staging / "f.txt").write_text("y")
+        out = publish_dir(staging, tmp_path / "folder")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644 and out.stat().st_mode & 0o777 == 0o755

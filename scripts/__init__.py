@@ -1,0 +1,1 @@
+"""Command-line tools: short mains over the library (see README "Evaluation", "Benchmarks")."""
