@@ -19,22 +19,22 @@ pic() {  # pic <name> <file in the output> <sample.py arguments...>
 }
 
 pic generate grid.png ckpt=$FASHION n=40 batch_size=40 guidance=3
-pic sdedit_stroke sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/stroke_trouser.png strength=0.6 n=4 label=1
+pic sdedit_stroke sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/stroke_trouser.png task.strength=0.6 n=4 label=1
 pic sdedit_sweep strength_sweep.png ckpt=$FASHION task=sdedit image=docs/inputs/stroke_trouser.png label=1 n=1 \
-  strength_sweep=[0.2,0.4,0.6,0.8,1.0]
+  task.strength_sweep=[0.2,0.4,0.6,0.8,1.0]
 pic sdedit_collage sdedit.png ckpt=$FASHION task=sdedit image=docs/inputs/collage.png mask=docs/inputs/collage_mask.png \
-  strength=0.6 n=4 label=8
+  task.strength=0.6 n=4 label=8
 pic invert invert.png ckpt=$FASHION task=invert image=docs/inputs/pullover.png label=2
-pic ddib ddib.png ckpt=$FASHION task=ddib image=docs/inputs/sneaker.png source=7 target=9 guidance=2
+pic ddib ddib.png ckpt=$FASHION task=ddib image=docs/inputs/sneaker.png task.source=7 task.target=9 guidance=2
 echo "== ddib_transfer: python scripts/ddib_transfer.py ckpt=$FASHION data=fashion_mnist source=7 target=9 guidance=2 k=16"
 $PY scripts/ddib_transfer.py ckpt=$FASHION data=fashion_mnist source=7 target=9 guidance=2 k=16 out="$TMP/ddib_transfer"
 cp "$TMP/ddib_transfer/ddib_transfer.png" docs/pictures/ddib_transfer.png
-pic diffedit diffedit.png ckpt=$FASHION task=diffedit image=docs/inputs/sneaker.png source=7 target=5 guidance=3 \
-  encode_ratio=0.8
+pic diffedit diffedit.png ckpt=$FASHION task=diffedit image=docs/inputs/sneaker.png task.source=7 task.target=5 guidance=3 \
+  task.encode_ratio=0.8
 pic inpaint inpaint.png ckpt=$FASHION task=inpaint image=docs/inputs/tshirt.png mask=docs/inputs/right_half_mask.png n=4
-pic outpaint outpaint.png ckpt=$FASHION task=outpaint image=docs/inputs/boot.png pad=[0,8,0,0] n=4 label=9
-pic diffedit_shapes diffedit.png ckpt=$SHAPES task=diffedit image=procedural:3 source=2 target=0 guidance=4 \
-  encode_ratio=0.8 mask_threshold=0.3
-pic zoom zoom.png ckpt=$SHAPES task=zoom direction=out frames=6 scale=0.75
+pic outpaint outpaint.png ckpt=$FASHION task=outpaint image=docs/inputs/boot.png task.pad=[0,8,0,0] n=4 label=9
+pic diffedit_shapes diffedit.png ckpt=$SHAPES task=diffedit image=procedural:3 task.source=2 task.target=0 guidance=4 \
+  task.encode_ratio=0.8 task.mask_threshold=0.3
+pic zoom zoom.png ckpt=$SHAPES task=zoom task.direction=out task.frames=6 task.scale=0.75
 rm -rf "$TMP"
 echo "wrote $(ls docs/pictures | wc -l) pictures to docs/pictures/"
