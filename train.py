@@ -127,7 +127,8 @@ def _our_error(e: BaseException) -> BaseException | None:
     return e
 
 
-@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+# an absolute path, so the difflab-train entry point finds the configs from any folder
+@hydra.main(config_path=str(Path(__file__).resolve().parent / "configs"), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     owner = is_launch_rank_zero()  # DDP children share the folder: only the launching process writes records

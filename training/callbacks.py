@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from diffusion.samplers import sample_ddim
+from diffusion.samplers import make_timesteps, sample_ddim
 from sampling.generate import generate_images, save_grid
 
 
@@ -36,10 +36,11 @@ class PreviewSamples(L.Callback):
             return None
         self._last_step = step
         pl_module.ema.eval()  # Lightning's model.train() reaches the EMA copy too; no dropout when sampling
+        schedule = pl_module.schedule
         images = generate_images(
-            pl_module.ema, pl_module.schedule, pl_module.prediction, self._shape, self._labels(pl_module),
-            n=self.n, steps=self.steps, seed=self.seed, sampler=self.sampler, device=pl_module.device,
-            num_classes=pl_module.num_classes,
+            pl_module.ema, schedule, pl_module.parametrization, self._shape, self._labels(pl_module),
+            n=self.n, timesteps=make_timesteps(schedule.num_timesteps, self.steps, "trailing"), seed=self.seed,
+            sampler=self.sampler, device=pl_module.device, num_classes=pl_module.num_classes,
         )
         path = self.dirpath / f"step_{step:07d}.png"
         save_grid(images, path, nrow=max(1, int(self.n**0.5)))

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from diffusion.forward_process import add_noise, gather
-from diffusion.losses import diffusion_loss
-from diffusion.parametrization import target_for
+from diffusion.parametrization import make_parametrization
 from diffusion.schedules import Schedule
 from training.checkpoint_io import non_finite_entry
 from training.ema import ema_decay_at, make_ema, update_ema
@@ -55,7 +54,9 @@ class DiffusionModule(L.LightningModule):
         self.ema = make_ema(net)
         self.schedule = schedule
         self.optimizer_factory = optimizer
-        self.prediction, self.loss_weighting, self.snr_gamma = prediction, loss_weighting, snr_gamma
+        # the one object that owns the target, the output conversion, the variance split and the loss weighting;
+        # preview samples use it too
+        self.parametrization = make_parametrization(prediction, loss_weighting, snr_gamma)
         self.num_classes, self.label_dropout = num_classes, label_dropout
         self.ema_decay, self.ema_warmup_power = ema_decay, ema_warmup_power
         self.lr_warmup_steps = lr_warmup_steps
@@ -106,10 +107,9 @@ class DiffusionModule(L.LightningModule):
             drop = torch.rand(b, generator=g).to(self.device) < dropout
             cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
-        out = self.net_forward(add_noise(x0, eps, alpha_bar), t, cond)[:, : x0.shape[1]]
-        target = target_for(self.prediction, x0, eps, alpha_bar)
+        out = self.net_forward(add_noise(x0, eps, alpha_bar), t, cond)  # (B, C or 2C, H, W)
         snr = self.schedule.snr.to(self.device)[t]
-        return diffusion_loss(out, target, snr, self.prediction, self.loss_weighting, self.snr_gamma)
+        return self.parametrization.loss(out, x0, eps, alpha_bar, snr)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0, labels = batch
