@@ -20,6 +20,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from data import DatasetError
 from sampling.atomic import OutputError, atomic_write_text
@@ -61,9 +62,10 @@ _ABSENT = object()
 
 def check_settings(cfg: DictConfig) -> None:
     """InputError (one line naming the setting and its range) for a value that would crash or mislead later."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise InputError(f"{missing[0]} must be set (it has no default): add {missing[0]}=... to the command")
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:  # a ??? in the YAML, e.g. data=folder's data.train.root
+        raise InputError(f"{e.full_key} must be set (it has no default): add {e.full_key}=... to the command") from None
     for key, lo, hi, integer, lo_open in SETTINGS:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
