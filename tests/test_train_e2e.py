@@ -76,7 +76,7 @@ def test_sweep_runs_each_combination_and_reports(tmp_path):
     assert runs == ["0", "1", "2", "3"]
     for r in runs:
         assert (sweep / r / "checkpoints" / "last.ckpt").exists()
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep)],
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_report.py"), f"sweep_dir={sweep}"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     with open(sweep / "report.csv") as f:
