@@ -158,7 +158,10 @@ def main(cfg: DictConfig) -> None:
                                      plugins=[AtomicCheckpointIO()])
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the policy
+        # the final state, whatever the policy, in full (optimizer and loops: resume needs them). Saying so
+        # explicitly: Lightning's save_checkpoint otherwise logs "`weights_only` was not set, defaulting to
+        # `False`" (its dump_checkpoint), which read like an unsafe load. Every load here is weights_only=True.
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         if stopper.signum is not None:  # arrived after the last step boundary: the run is complete and saved
             raise TrainingInterrupted(stopper.signum, trainer.global_step, stopper.path)
     except (NonFiniteLossError, NonFiniteWeightsError) as e:

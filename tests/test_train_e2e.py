@@ -19,7 +19,7 @@ def _train_losses(run_dir):
 
 def test_overfit_a_few_images_and_outputs(tmp_path):
     """8 images, 200 steps: the loss falls several-fold, and the run directory holds what DESIGN.md promises."""
-    train(tmp_path, "data.train.size=8", "trainer.max_steps=200", "optim.optimizer.lr=3e-3",
+    proc = train(tmp_path, "data.train.size=8", "trainer.max_steps=200", "optim.optimizer.lr=3e-3",
           "optim.lr_warmup_steps=10", "diffusion.label_dropout=0.0", "trainer.gradient_clip_val=null",
           "callbacks.preview.every_n_steps=100", "callbacks.checkpoint.every_n_train_steps=100")
     losses = _train_losses(tmp_path)
@@ -33,6 +33,8 @@ def test_overfit_a_few_images_and_outputs(tmp_path):
     assert ckpt["global_step"] == 200
     assert ckpt["difflab"]["config"]["model"]["_target_"] == "models.unet.UNet"
     assert ckpt["difflab"]["config"]["data"]["image_size"] == 16
+    # the final save says what it saves; Lightning logged "`weights_only` was not set, defaulting to `False`"
+    assert "weights_only" not in proc.stdout + proc.stderr
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
