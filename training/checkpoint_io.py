@@ -49,9 +49,8 @@ def _open(path: Path) -> dict:
         raise CheckpointError(f"{path}: empty file (0 bytes; a save was interrupted)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # truncated zip, random bytes, text, pickles of code: all land here
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: not a complete checkpoint (truncated or another kind of file: {reason})") from e
+    except Exception as e:  # truncated zip, random bytes, text, pickles of code: torch's messages say little here
+        raise CheckpointError(f"{path}: not a complete checkpoint (truncated, or not a file torch.save wrote)") from e
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a training checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in RESUME_KEYS if k not in ckpt]
