@@ -10,13 +10,10 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from sampling.atomic import atomic_write
+from sampling.checkpoint import CheckpointError  # the one "bad checkpoint, one line" error, shared with sampling
 
 # what Lightning needs to resume a run exactly (an exported or weights-only file lacks the last three)
 RESUME_KEYS = ("state_dict", "global_step", "optimizer_states", "loops", "lr_schedulers")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be resumed from; the message is one line naming the file."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
