@@ -58,8 +58,9 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
         # weights_only: a pickle that would run code is refused instead of executed
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load (not plain weights: {first[:200]})") from e
+        # torch's own message suggests retrying with weights_only=False: exactly what must not be done here
+        raise CheckpointError(f"{path}: refused to load: not plain weights (it pickles objects other than tensors, "
+                              "which could run code, or it is not a checkpoint at all)") from e
     except Exception as e:  # truncated zip, text, random bytes, a folder: all "not a checkpoint", in one line
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or foreign file)") from e
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
