@@ -42,7 +42,7 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         unknown = re.match(r"Could not override '([^']+)'", first)
         if unknown:  # Hydra's own line does not say why; a key that no config node or task parameter takes
             key = unknown.group(1)
-            hint = "" if "." in key else f" (a task's own parameters are task.{key}=...)"
+            hint = f" (a task's own parameters are task.{key}=...)" if name == "sample" and "." not in key else ""
             first = f"unknown key {key!r} for configs/{name}.yaml{hint}"
         raise InputError(first) from e
     return cfg

@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import yaml
+from omegaconf import DictConfig
 from safetensors.torch import save
 
+from sampling import cli
 from sampling.atomic import OutputError, atomic_write_bytes, atomic_write_text
 from sampling.checkpoint import CheckpointError, load_model
-
-USAGE = "usage: python scripts/export.py ckpt=<file.ckpt> [out=<path without suffix>]"
-KEYS = ("ckpt", "out")
 
 
 def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
@@ -33,35 +32,16 @@ def export(ckpt: Path, out: Path) -> tuple[Path, Path]:
     return weights, cfg
 
 
-def parse_args(argv: list[str]) -> dict[str, str]:
-    """key=value arguments; an argument without '=', an unknown key or a repeated one is an error."""
-    args: dict[str, str] = {}
-    for a in argv:
-        key, sep, value = a.partition("=")
-        if not sep or key not in KEYS:
-            raise ValueError(f"unknown argument {a!r} (expected {', '.join(k + '=' for k in KEYS)})")
-        if key in args:
-            raise ValueError(f"{key}= given twice")
-        args[key] = value
-    if not args.get("ckpt"):
-        raise ValueError("ckpt=<file.ckpt> is required")
-    return args
+def run(cfg: DictConfig) -> None:
+    """Export cfg.ckpt to cfg.out (default: beside it) and say where."""
+    ckpt = Path(cfg.ckpt)
+    paths = export(ckpt, Path(cfg.out) if cfg.out else ckpt.with_suffix(""))
+    print("wrote " + " and ".join(str(p) for p in paths))
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    except ValueError as e:
-        print(f"error: {e}; {USAGE}", file=sys.stderr)
-        return 2
-    ckpt = Path(args["ckpt"])
-    try:
-        paths = export(ckpt, Path(args.get("out") or ckpt.with_suffix("")))
-    except (CheckpointError, OutputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print("wrote " + " and ".join(str(p) for p in paths))
-    return 0
+    """Compose configs/export.yaml with ``argv`` (key=value) and export; 0, or 2 with one error line."""
+    return cli.run_tool(run, "export", argv, errors=(CheckpointError, OutputError))
 
 
 if __name__ == "__main__":

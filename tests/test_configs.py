@@ -121,6 +121,7 @@ TOOLS = {
     "train_classifier": ["data=procedural"],
     "ddib_transfer": ["ckpt=x.ckpt", "data=procedural", "source=0", "target=1"],
     "eval": ["ckpt=x.ckpt", "data=procedural"],
+    "export": ["ckpt=x.ckpt"],
 }
 
 
