@@ -52,6 +52,14 @@ class LoadedModel:
     config: dict
 
 
+def non_finite_entry(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or Inf, or None when all are finite."""
+    for key, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
     """(state_dict, stored config) of a training checkpoint, read without running any pickled code."""
     try:
@@ -177,10 +185,10 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
         raise CheckpointError(f"{path}: holds no '{weights}' weights")
     if not all(isinstance(v, torch.Tensor) for v in net_state.values()):
         raise CheckpointError(f"{path}: its '{weights}' weights are not all tensors")
-    bad = [k for k, v in net_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"{path}: refused: {len(bad)} '{weights}' weight tensor(s) hold NaN or inf "
-                              f"(first: {bad[0]}); the run diverged before this was saved")
+    bad = non_finite_entry(net_state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: refused: its '{weights}' weights hold NaN or inf (first: {bad}); the run "
+                              "diverged before this was saved")
     model_fn, model_kwargs = _constructor(config.get("model"), MODELS, "model", path)
     diffusion = config.get("diffusion") if isinstance(config.get("diffusion"), dict) else {}
     schedule_fn, schedule_kwargs = _constructor(diffusion.get("schedule"), SCHEDULES, "diffusion.schedule", path)

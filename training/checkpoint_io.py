@@ -10,7 +10,9 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from sampling.atomic import atomic_write
-from sampling.checkpoint import CheckpointError  # the one "bad checkpoint, one line" error, shared with sampling
+
+# the one "bad checkpoint, one line" error and the finiteness check, shared with the loader
+from sampling.checkpoint import CheckpointError, non_finite_entry
 
 # what Lightning needs to resume a run exactly (an exported or weights-only file lacks the last three)
 RESUME_KEYS = ("state_dict", "global_step", "optimizer_states", "loops", "lr_schedulers")
@@ -28,14 +30,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
-
-
-def non_finite_entry(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """The name of the first floating-point tensor holding NaN or Inf, or None when all are finite."""
-    for key, value in state_dict.items():
-        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return key
-    return None
 
 
 def _open(path: Path) -> dict:

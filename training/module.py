@@ -12,7 +12,7 @@ from torch import nn
 from diffusion.forward_process import add_noise, gather
 from diffusion.parametrization import make_parametrization
 from diffusion.schedules import Schedule
-from training.checkpoint_io import non_finite_entry
+from sampling.checkpoint import non_finite_entry
 from training.ema import ema_decay_at, make_ema, update_ema
 
 
