@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from data import DatasetError
+from models.text import CaptionCache, EncoderError, encoder_record, make_encoder
 from sampling.atomic import OutputError, atomic_write_text
 from sampling.checks import InputError, check_number
 from training.checkpoint_io import (
@@ -72,10 +73,38 @@ def check_settings(cfg: DictConfig) -> None:
             check_number(key, value, lo, hi, integer=integer, lo_open=lo_open)
 
 
+def caption_cache(cfg: DictConfig, datamodule) -> tuple[CaptionCache, dict]:
+    """A text model's caption encodings (cached on disk by encoder and caption set) and its encoder's record."""
+    text = cfg.get("text") or {}
+    try:
+        encoder = make_encoder(text.get("encoder", "all-MiniLM-L6-v2"), text.get("max_length", 32))
+    except EncoderError as e:
+        raise InputError(str(e)) from None
+    if cfg.model.get("text_dim") != encoder.dim:
+        raise InputError(f"model.text_dim={cfg.model.get('text_dim')} but the text encoder {encoder.name} gives "
+                         f"{encoder.dim}-d states")
+    captions = set()
+    for split in (datamodule.train_set, datamodule.val_set):
+        if split is not None and not hasattr(split, "captions"):
+            raise InputError(f"model.cond=text needs captions, and {type(split).__name__} has none")
+        captions |= set(split.captions()) if split is not None else set()
+    counts = encoder.token_counts(sorted(captions))
+    longest = max(counts, default=0)
+    if longest > encoder.max_length:
+        print(f"warning: {sum(n > encoder.max_length for n in counts)} caption(s) have more than text.max_length="
+              f"{encoder.max_length} tokens (up to {longest}) and are truncated", file=sys.stderr)
+    return CaptionCache.build(encoder, sorted(captions)), encoder_record(encoder)
+
+
 def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
     """The LightningModule and DataModule described by ``cfg`` (settings checked, datasets opened and checked here)."""
     check_settings(cfg)
-    datamodule = instantiate(cfg.data)
+    text = cfg.model.get("cond", "label") == "text"
+    datamodule = instantiate(cfg.data, captions=text)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    captions = None
+    if text:
+        captions, run_config["text"] = caption_cache(cfg, datamodule)  # the checkpoint records its encoder
     net = instantiate(cfg.model)
     module = DiffusionModule(
         net=net,
@@ -91,7 +120,8 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
         lr_warmup_steps=cfg.optim.lr_warmup_steps,
         compile=cfg.compile,
         seed=cfg.seed,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_config=run_config,
+        captions=captions,
     )
     return module, datamodule
 

@@ -39,22 +39,38 @@ class StreamSampler(Sampler):
 
 
 class _Flipped(Dataset):
-    """Reads (index, flip) from the sampler and mirrors the image horizontally when asked."""
+    """Reads (index, flip) from the sampler and mirrors the image horizontally when asked; with ``captions``
+    the item is (image, label, caption)."""
 
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, captions: bool = False):
+        self.dataset, self.captions = dataset, captions
 
     def __getitem__(self, item: tuple[int, bool]):
         index, flip = item
         image, label = self.dataset[index]
-        return (image.flip(-1) if flip else image), label
+        image = image.flip(-1) if flip else image
+        return (image, label, self.dataset.caption(index)) if self.captions else (image, label)
+
+
+class _Captioned(Dataset):
+    """(image, label, caption) items of a captioned dataset, for validation."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return (*self.dataset[index], self.dataset.caption(index))
 
 
 class DiffusionDataModule(L.LightningDataModule):
     """Train and validation datasets from config, batched for diffusion training.
 
-    ``image_size``, ``channels`` and ``num_classes`` describe the data for the model configs; they are
-    kept here only so the YAML node instantiates as it is.
+    ``image_size``, ``channels``, ``num_classes`` and ``cond`` (the condition a model of this data uses by
+    default: label or text) describe the data for the model configs; they are kept here only so the YAML node
+    instantiates as it is. ``captions``: items are (image, label, caption), for text models (train.py sets it).
     """
 
     def __init__(
@@ -68,8 +84,11 @@ class DiffusionDataModule(L.LightningDataModule):
         image_size: int = 32,
         channels: int = 3,
         num_classes: int | None = None,
+        cond: str = "label",
+        captions: bool = False,
     ):
         super().__init__()
+        self.cond, self.captions = cond, captions
         self.train_set, self.val_set = train, val
         self.batch_size, self.hflip, self.num_workers, self.seed = batch_size, hflip, num_workers, seed
         self.image_size, self.channels, self.num_classes = image_size, channels, num_classes
@@ -81,7 +100,7 @@ class DiffusionDataModule(L.LightningDataModule):
         batches_done = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
         sampler = StreamSampler(len(self.train_set), self.seed, self.hflip, batches_done * self.batch_size, rank, world)
         return DataLoader(
-            _Flipped(self.train_set),
+            _Flipped(self.train_set, self.captions),
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -93,7 +112,8 @@ class DiffusionDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
+        val_set = _Captioned(self.val_set) if self.captions else self.val_set
         return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+            val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),  # keeps the global RNG untouched
         )

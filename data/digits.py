@@ -6,17 +6,19 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
+from data import ClassCaptions
 from data.transforms import check_channels, check_split, expand_channels
 
 # Every VAL_EVERY-th image (index 0, 10, 20, ...) is held out: 180 val, 1,617 train.
 VAL_EVERY = 10
 
 
-class Digits(Dataset):
+class Digits(ClassCaptions, Dataset):
     """sklearn load_digits: 8x8 grey digits (values 0-16) bilinearly upsampled; labels 0-9."""
 
     classes = tuple(str(d) for d in range(10))
     num_classes = 10
+    caption_names = tuple(f"digit {d}" for d in range(10))  # 'a photo of a digit 3'
 
     def __init__(self, image_size: int = 32, channels: int = 1, split: str = "train") -> None:
         check_channels(channels, "digits")

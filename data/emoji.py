@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import Dataset
 
-from data import DatasetError, with_article
+from data import DatasetError, cache_root, with_article
 from data.transforms import check_channels, check_split, uint8_to_tensor
 
 FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
@@ -179,11 +179,6 @@ def render_all(font_path: str, image_size: int, limit: int | None = None) -> tup
             images.append(image)
     array = np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8)
     return chars, names, array
-
-
-def cache_root() -> Path:
-    """Where rendered sets are cached: $DIFFLAB_CACHE, else ~/.cache/difflab (as evaluation/classifier.py)."""
-    return Path(os.environ.get("DIFFLAB_CACHE") or "~/.cache/difflab").expanduser()
 
 
 def cache_path(font_path: str, image_size: int, limit: int | None) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data import DatasetError
+from data import ClassCaptions, DatasetError
 from data.transforms import check_channels, check_split, pad_or_resize_grey
 
 FILES = {
@@ -34,7 +34,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(header[1:])
 
 
-class FashionMNIST(Dataset):
+class FashionMNIST(ClassCaptions, Dataset):
     """Fashion-MNIST 28x28 grey: 'train' 60,000 and 'val' (the t10k set) 10,000; 10 balanced classes."""
 
     classes = (

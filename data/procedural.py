@@ -36,6 +36,12 @@ POSITIONS = (
     "bottom right",
 )
 PHRASES = {"left": "on the left", "right": "on the right", "centre": "in the centre"}
+# Colour x shape pairs that the "seen" split never draws: a text model trained on it is tested on them for
+# compositional generalisation (each shape and each of four colours appears in exactly one held-out pair).
+HELD_OUT = (("red", "cross"), ("green", "triangle"), ("blue", "circle"), ("yellow", "square"))
+COMBOS = ("all", "seen", "held_out")
+FACTORS = {"shape": KINDS, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS), "size": tuple(SIZES),
+           "position": POSITIONS}
 # Luma difference (ITU-R 601, 0-255) a background needs from the shape colour, so that the shape
 # also stands out after the greyscale conversion used for channels=1.
 MIN_LUMA_CONTRAST = 60
@@ -71,17 +77,60 @@ def shape_mask(kind: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, 
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
+def place_phrase(position: str) -> str:
+    """'top left' -> 'at the top left'; 'left' -> 'on the left'; 'centre' -> 'in the centre'."""
+    return PHRASES.get(position, f"at the {position}")
+
+
+def make_caption(kind: str, colour: str, background: str, size: str, position: str) -> str:
+    """The caption of one combination of factors, e.g. 'a small red triangle at the top left on a navy background'."""
+    return f"a {size} {colour} {kind} {place_phrase(position)} on a {background} background"
+
+
+def parse_caption(text: str) -> dict[str, str]:
+    """The factors a prompt names (any subset of shape, colour, background, size, position), by keyword.
+
+    'a red circle at the top left on a navy background' -> shape circle, colour red, background navy,
+    position top left. The background is the word before 'background'; a colour elsewhere is the shape's.
+    """
+    words = text.lower().replace(",", " ").split()
+    found: dict[str, str] = {}
+    if "background" in words:
+        k = words.index("background")
+        if k > 0 and words[k - 1] in BACKGROUNDS:
+            found["background"] = words[k - 1]
+            words = words[: k - 1] + words[k + 1 :]
+    for word in words:
+        for factor in ("shape", "colour", "size"):
+            if word in FACTORS[factor] and factor not in found:
+                found[factor] = word
+    joined = " ".join(words)
+    for position in sorted(POSITIONS, key=len, reverse=True):  # 'top left' before 'top' and 'left'
+        if place_phrase(position) in joined:
+            found["position"] = position
+            break
+    return found
+
+
 class ProceduralShapes(Dataset):
-    """One shape (circle/square/triangle/cross) per image; label = kind index; item i seeded by (seed, i)."""
+    """One shape (circle/square/triangle/cross) per image; label = kind index; item i seeded by (seed, i).
+
+    Captioned: ``caption(i)`` names all five factors, and ``captions()`` is the finite set of every caption the
+    dataset can produce. ``combos`` picks the colour x shape pairs drawn: all, the ``seen`` ones (no pair of
+    ``HELD_OUT``: the training split of text models) or only the ``held_out`` ones (their generalisation test).
+    """
 
     classes = KINDS
     num_classes = len(KINDS)
 
-    def __init__(self, size: int = 50000, image_size: int = 32, seed: int = 0, channels: int = 3) -> None:
+    def __init__(self, size: int = 50000, image_size: int = 32, seed: int = 0, channels: int = 3,
+                 combos: str = "all") -> None:
         check_channels(channels, "procedural")
         if image_size < 16:
             raise DatasetError(f"procedural: image_size must be >= 16, got {image_size}")
-        self.size, self.image_size, self.seed, self.channels = size, image_size, seed, channels
+        if combos not in COMBOS:
+            raise DatasetError(f"procedural: combos must be one of {', '.join(COMBOS)}, got {combos!r}")
+        self.size, self.image_size, self.seed, self.channels, self.combos = size, image_size, seed, channels, combos
         centres = np.arange(image_size, dtype=np.float64) + 0.5  # rasterise at pixel centres
         self._ys, self._xs = np.meshgrid(centres, centres, indexing="ij")
         to_grey = (lambda rgb: (luma(rgb),)) if channels == 1 else (lambda rgb: rgb)
@@ -104,6 +153,10 @@ class ProceduralShapes(Dataset):
         rng = np.random.default_rng([self.seed, i])
         kind = KINDS[rng.integers(len(KINDS))]
         colour = tuple(COLOURS)[rng.integers(len(COLOURS))]
+        if self.combos == "held_out":
+            colour, kind = HELD_OUT[rng.integers(len(HELD_OUT))]
+        while self.combos == "seen" and (colour, kind) in HELD_OUT:  # redraw: a function of (seed, i) still
+            kind, colour = KINDS[rng.integers(len(KINDS))], tuple(COLOURS)[rng.integers(len(COLOURS))]
         size = tuple(SIZES)[rng.integers(len(SIZES))]
         position = int(rng.integers(len(POSITIONS)))
         jitter = rng.random(2)
@@ -133,12 +186,29 @@ class ProceduralShapes(Dataset):
         p = self.params(i)
         return self._render(p)[0], KINDS.index(p["kind"])
 
+    def caption(self, i: int) -> str:
+        """The caption of item i: all five factors in words."""
+        p = self.params(i)
+        return make_caption(p["kind"], p["colour"], p["background"], p["size"], p["position"])
+
+    def captions(self) -> list[str]:
+        """Every caption this dataset can produce (sorted): the finite set a text model's encodings are cached for."""
+        out = []
+        for kind in KINDS:
+            for colour in COLOURS:
+                held = (colour, kind) in HELD_OUT
+                if (self.combos == "seen" and held) or (self.combos == "held_out" and not held):
+                    continue
+                for background in self._backgrounds[colour]:
+                    for size in SIZES:
+                        out += [make_caption(kind, colour, background, size, pos) for pos in POSITIONS]
+        return sorted(out)
+
     def sample(self, i: int) -> dict[str, Any]:
         """Item i with everything: image, label, caption, mask (1, H, W) bool, and its attributes."""
         p = self.params(i)
         image, mask = self._render(p)
-        place = PHRASES.get(p["position"], f"at the {p['position']}")
-        caption = f"a {p['size']} {p['colour']} {p['kind']} {place} on a {p['background']} background"
+        caption = make_caption(p["kind"], p["colour"], p["background"], p["size"], p["position"])
         return dict(
             image=image, label=KINDS.index(p["kind"]), caption=caption, mask=torch.from_numpy(mask)[None], **p
         )

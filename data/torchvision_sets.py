@@ -13,7 +13,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data import DatasetError
+from data import ClassCaptions, DatasetError
 from data.transforms import check_channels, check_split, pad_or_resize_grey, to_tensor_image
 
 # Seconds per blocked socket operation while downloading, so an unreachable mirror fails fast
@@ -40,11 +40,12 @@ def load_torchvision(cls: type, name: str, root: str, split: str, layout: str) -
         socket.setdefaulttimeout(previous)
 
 
-class MNIST(Dataset):
+class MNIST(ClassCaptions, Dataset):
     """MNIST digits 28x28 grey via torchvision: 'train' 60,000, 'val' (the test set) 10,000; padded to 32."""
 
     classes = tuple(str(d) for d in range(10))
     num_classes = 10
+    caption_names = tuple(f"digit {d}" for d in range(10))  # 'a photo of a digit 3'
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class MNIST(Dataset):
         return pad_or_resize_grey(self.images[i], self.image_size, self.channels), int(self.labels[i])
 
 
-class CIFAR10(Dataset):
+class CIFAR10(ClassCaptions, Dataset):
     """CIFAR-10 32x32 RGB via torchvision: 'train' 50,000, 'val' (the test set) 10,000."""
 
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

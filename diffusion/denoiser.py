@@ -12,6 +12,30 @@ from diffusion.schedules import Schedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], Prediction]
 
+# A network's condition is None, a label tensor (B,), or a tuple of batched tensors (a text model's
+# TextCond(tokens, mask, pooled)). The helpers below treat all three alike, so nothing here knows the type.
+
+
+def cond_map(cond, fn: Callable[[torch.Tensor], torch.Tensor]):
+    """``fn`` applied to every tensor of a condition (None stays None)."""
+    if cond is None:
+        return None
+    if isinstance(cond, torch.Tensor):
+        return fn(cond)
+    return type(cond)(*(fn(x) for x in cond))
+
+
+def cond_cat(a, b):
+    """Two conditions concatenated along the batch (for the batched CFG pass)."""
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b])
+    return type(a)(*(torch.cat([x, y]) for x, y in zip(a, b)))
+
+
+def cond_slice(cond, start: int, stop: int):
+    """Samples start..stop-1 of a batched condition."""
+    return cond_map(cond, lambda x: x[start:stop])
+
 
 def net_denoiser(
     net: Callable, schedule: Schedule, parametrization: Parametrization, cond: torch.Tensor | None = None

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from diffusion.denoiser import Denoiser, net_denoiser
+from diffusion.denoiser import Denoiser, cond_cat, net_denoiser
 from diffusion.forward_process import gather
 from diffusion.parametrization import Parametrization, Prediction
 from diffusion.schedules import Schedule
@@ -34,8 +34,8 @@ class Guidance:
     def active(self) -> bool:
         return self.scale != 1.0 or self.rescale != 0.0
 
-    def denoiser(self, net: Callable, schedule: Schedule, parametrization: Parametrization,
-                 cond: torch.Tensor | None, null_cond: torch.Tensor | None) -> Denoiser:
+    def denoiser(self, net: Callable, schedule: Schedule, parametrization: Parametrization, cond, null_cond
+                 ) -> Denoiser:
         """The (guided) denoiser of ``net`` for ``cond``; unguided when the policy is off or ``cond`` is None."""
         if not self.active or cond is None:
             return net_denoiser(net, schedule, parametrization, cond)
@@ -46,8 +46,8 @@ def cfg_denoiser(
     net: Callable,
     schedule: Schedule,
     parametrization: Parametrization,
-    cond: torch.Tensor,
-    null_cond: torch.Tensor,
+    cond,
+    null_cond,
     scale: float,
     rescale: float = 0.0,
     batched: bool | None = None,
@@ -72,7 +72,7 @@ def cfg_denoiser(
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
         channels = x_t.shape[1]
         if batched if batched is not None else x_t.device.type != "cpu":
-            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_cond]))
+            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), cond_cat(cond, null_cond))
             out_cond, out_null = param.split(out, channels)[0].chunk(2)  # (B, C, H, W) each
         else:
             out_cond, out_null = (param.split(net(x_t, t, c), channels)[0] for c in (cond, null_cond))

@@ -19,16 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from data import cache_root  # noqa: F401 (re-exported: the evaluators import it from here)
 from models.classifier import Classifier
 from sampling.checks import InputError
 
 DEFAULTS = {"steps": 300, "batch_size": 64, "lr": 3e-3, "width": 32, "seed": 0, "device": "cpu", "force": False}
 VAL_LIMIT = 10000  # val images scored for the reported accuracy (Fashion-MNIST's whole t10k set)
-
-
-def cache_root() -> Path:
-    """Where classifiers and reference features are cached: $DIFFLAB_CACHE, else ~/.cache/difflab."""
-    return Path(os.environ.get("DIFFLAB_CACHE") or "~/.cache/difflab").expanduser()
 
 
 def node_digest(node: dict[str, Any]) -> str:

@@ -162,12 +162,13 @@ def evaluate(
             "metrics=fd,acc skips it, a GPU (device=cuda) takes seconds")
 
     labels = torch.arange(n) % model.num_classes if conditional else None  # balanced: sample i has class i % K
+    null = torch.full((n,), model.num_classes) if conditional else None
     steps = len(timesteps)
     log(f"sampling {n} images: {sampler_name} {steps} steps ({spacing}), guidance {guidance.scale}, {device}")
     t = time.perf_counter()
     samples = generate_images(
-        model.net.to(device), model.schedule, model.parametrization, model.image_shape, labels, n=n, sampler=sampler,
-        timesteps=timesteps, guidance=guidance, num_classes=model.num_classes, seed=seed, batch_size=batch_size,
+        model.net.to(device), model.schedule, model.parametrization, model.image_shape, labels, null=null, n=n,
+        sampler=sampler, timesteps=timesteps, guidance=guidance, seed=seed, batch_size=batch_size,
         device=device, progress=True,
     )
     sample_seconds = time.perf_counter() - t

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from models.layers import LabelEmbedder, TimestepEmbedder, attend
+from models.layers import CrossAttention, LabelEmbedder, TimestepEmbedder, attend, check_cond_kind, text_parts
 
 
 def sincos_pos_embed_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -57,21 +57,29 @@ class Mlp(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """Transformer block with adaLN-Zero conditioning (DiT Sec. 3.2, Fig. 3)."""
+    """Transformer block with adaLN-Zero conditioning (DiT Sec. 3.2, Fig. 3); with ``context_dim``, a
+    cross-attention layer to the text tokens between self-attention and the MLP (PixArt-alpha Sec. 2.3)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float):
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, context_dim: int | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads)
+        if context_dim is not None:
+            self.norm_cross = nn.LayerNorm(hidden_size, eps=1e-6)
+            self.cross_attn = CrossAttention(hidden_size, context_dim, num_heads)
+        else:
+            self.cross_attn = None
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D), c (B, D) -> (B, N, D)."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, context: tuple | None = None) -> torch.Tensor:
+        """x (B, N, D), c (B, D), optional (tokens (B, L, Dc), mask (B, L)) -> (B, N, D)."""
         mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (B, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
         x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))  # (B, N, D)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.norm_cross(x), *context)  # (B, N, D)
         x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))  # (B, N, D)
         return x
 
@@ -105,8 +113,12 @@ class DiT(nn.Module):
         mlp_ratio: float = 4.0,
         num_classes: int | None = 1000,
         learn_sigma: bool = True,
+        cond: str = "label",
+        text_dim: int = 384,
+        text_cross_attention: bool = True,
     ):
         super().__init__()
+        check_cond_kind(cond)
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
         if hidden_size % num_heads:
@@ -117,16 +129,26 @@ class DiT(nn.Module):
         self.patch_size = patch_size
         self.in_channels = in_channels
         self.out_channels = in_channels * (2 if learn_sigma else 1)
-        self.num_classes = num_classes
+        self.cond = cond
+        self.num_classes = num_classes if cond == "label" else None  # a text model ignores the data's classes
         self.grid_size = input_size // patch_size
+        text = cond == "text"
 
         self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size) if num_classes is not None else None
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size) if self.num_classes is not None else None
+        # text: the pooled vector joins adaLN's conditioning; the tokens feed each block's cross-attention,
+        # unless text_cross_attention=False (pooled vector in adaLN only: the DiT paper's conditioning ablation)
+        self.text_cross_attention = text and text_cross_attention
+        if text:
+            self.context_norm = nn.LayerNorm(text_dim)
+            self.pooled_embedder = nn.Sequential(nn.Linear(text_dim, hidden_size), nn.SiLU(),
+                                                 nn.Linear(hidden_size, hidden_size))
         # Not persistent: it is a function of the config, so checkpoints need not carry it.
         pos_embed = sincos_pos_embed_2d(hidden_size, self.grid_size)[None]  # (1, N, D)
         self.register_buffer("pos_embed", pos_embed, persistent=False)
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        context_dim = text_dim if self.text_cross_attention else None
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, context_dim) for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
 
@@ -148,6 +170,9 @@ class DiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
+            if block.cross_attn is not None:  # starts as the identity too (PixArt-alpha)
+                nn.init.zeros_(block.cross_attn.proj.weight)
+                nn.init.zeros_(block.cross_attn.proj.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -160,17 +185,24 @@ class DiT(nn.Module):
         x = torch.einsum("bhwpqc->bchpwq", x)  # (B, C', G, p, G, p)
         return x.reshape(B, C, G * p, G * p)  # (B, C', H, W)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) int or float, cond (B,) labels or None (= null label) -> (B, C', H, W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) int or float, cond: (B,) labels or None (= null label), or for a text model a
+        TextCond (tokens (B, L, Dt), mask (B, L), pooled (B, Dt)) -> (B, C', H, W)."""
         B, _, H, W = x.shape
         if (H, W) != (self.input_size, self.input_size):
             raise ValueError(f"input is {H}x{W} but this DiT was built for input_size {self.input_size}")
         # contiguous: keeps the residual stream in (B, N, D) memory order, so LayerNorm and adds don't copy
         x = self.x_embedder(x).flatten(2).transpose(1, 2).contiguous() + self.pos_embed  # (B, N, D), N = HW/p^2
         c = self.t_embedder(t)  # (B, D)
-        if self.y_embedder is not None:
+        context = None
+        if self.cond == "text":
+            tokens, mask, pooled = text_parts(cond, B)
+            dtype = self.context_norm.weight.dtype
+            c = c + self.pooled_embedder(pooled.to(dtype))  # (B, D)
+            context = (self.context_norm(tokens.to(dtype)), mask) if self.text_cross_attention else None
+        elif self.y_embedder is not None:
             c = c + self.y_embedder(cond, B)  # (B, D)
         for block in self.blocks:
-            x = block(x, c)  # (B, N, D)
+            x = block(x, c, context)  # (B, N, D)
         x = self.final_layer(x, c)  # (B, N, p * p * C')
         return self.unpatchify(x)  # (B, C', H, W)

@@ -60,3 +60,44 @@ def attend(qkv: torch.Tensor, num_heads: int) -> torch.Tensor:
     q, k, v = qkv.contiguous().reshape(B, N, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, d)
     out = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
     return out.transpose(1, 2).reshape(B, N, C3 // 3)  # (B, N, C)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from query tokens to text tokens (Stable Diffusion's and Imagen's cross-attention):
+    padded text tokens are masked out of the softmax, so they change nothing."""
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"cross-attention width {dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D), context (B, L, Dc), mask (B, L) bool (True = attend) -> (B, N, D)."""
+        B, N, D = x.shape
+        h, d = self.num_heads, D // self.num_heads
+        q = self.q(x).reshape(B, N, h, d).transpose(1, 2)  # (B, h, N, d)
+        k, v = self.kv(context).reshape(B, -1, 2, h, d).permute(2, 0, 3, 1, 4)  # 2 x (B, h, L, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+COND_KINDS = ("label", "text")
+
+
+def check_cond_kind(cond: str) -> None:
+    if cond not in COND_KINDS:
+        raise ValueError(f"cond must be one of {COND_KINDS}, got {cond!r}")
+
+
+def text_parts(cond, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens, mask, pooled) of a text condition (a models.text.TextCond) for a batch of ``batch_size``."""
+    if cond is None or not all(hasattr(cond, k) for k in ("tokens", "mask", "pooled")):
+        raise ValueError("a text-conditioned network needs cond = TextCond(tokens, mask, pooled); the null "
+                         "condition is the encoding of the empty caption")
+    if cond.tokens.shape[0] != batch_size:
+        raise ValueError(f"text condition has batch {cond.tokens.shape[0]}, input has {batch_size}")
+    return cond.tokens, cond.mask, cond.pooled

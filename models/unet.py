@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import LabelEmbedder, TimestepEmbedder, attend
+from models.layers import CrossAttention, LabelEmbedder, TimestepEmbedder, attend, check_cond_kind, text_parts
 
 
 def group_norm(channels: int, num_groups: int) -> nn.GroupNorm:
@@ -87,6 +87,23 @@ class AttentionBlock(nn.Module):
         return x + self.proj(h)  # (B, C, H, W)
 
 
+class CrossAttentionBlock(nn.Module):
+    """Cross-attention of the feature map to the text tokens with a residual connection (Stable Diffusion's
+    U-Net; Imagen Sec. 2.2), starting as the identity."""
+
+    def __init__(self, channels: int, context_dim: int, num_heads: int, num_groups: int):
+        super().__init__()
+        self.norm = group_norm(channels, num_groups)
+        self.attn = CrossAttention(channels, context_dim, num_heads)
+        zero_module(self.attn.proj)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W), context (B, L, Dc), mask (B, L) -> (B, C, H, W)."""
+        B, C, H, W = x.shape
+        h = self.attn(self.norm(x).flatten(2).transpose(1, 2), context, mask)  # (B, HW, C)
+        return x + h.transpose(1, 2).reshape(B, C, H, W)
+
+
 class Downsample(nn.Module):
     """Halve the resolution with a stride-2 3x3 convolution (DDPM Appendix B)."""
 
@@ -112,16 +129,18 @@ class Upsample(nn.Module):
 
 
 class Level(nn.Module):
-    """A residual block optionally followed by attention: one step of a U-Net level."""
+    """A residual block optionally followed by self-attention and cross-attention: one step of a U-Net level."""
 
-    def __init__(self, res: ResBlock, attn: AttentionBlock | None):
+    def __init__(self, res: ResBlock, attn: AttentionBlock | None, xattn: CrossAttentionBlock | None = None):
         super().__init__()
         self.res = res
         self.attn = attn if attn is not None else nn.Identity()
+        self.xattn = xattn  # None registers nothing: label models keep their exact state dict
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """(B, Cin, H, W), (B, E) -> (B, Cout, H, W)."""
-        return self.attn(self.res(x, emb))
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: tuple | None = None) -> torch.Tensor:
+        """(B, Cin, H, W), (B, E), optional (tokens (B, L, Dc), mask (B, L)) -> (B, Cout, H, W)."""
+        h = self.attn(self.res(x, emb))
+        return self.xattn(h, *context) if self.xattn is not None else h
 
 
 class UNet(nn.Module):
@@ -141,8 +160,11 @@ class UNet(nn.Module):
         learn_sigma: bool = False,
         use_scale_shift_norm: bool = True,
         num_groups: int = 32,
+        cond: str = "label",
+        text_dim: int = 384,
     ):
         super().__init__()
+        check_cond_kind(cond)
         channel_mult = tuple(channel_mult)
         attention_resolutions = tuple(attention_resolutions)
         self.factor = 2 ** (len(channel_mult) - 1)
@@ -154,16 +176,27 @@ class UNet(nn.Module):
         resolutions = [image_size // 2**level for level in range(len(channel_mult))]
         self.in_channels = in_channels
         self.out_channels = in_channels * (2 if learn_sigma else 1)
-        self.num_classes = num_classes
+        self.cond = cond
+        # a text model ignores num_classes (the data config's), so one preset serves both kinds
+        self.num_classes = num_classes if cond == "label" else None
         emb_dim = 4 * base_channels
+        text = cond == "text"
 
         self.time_embed = TimestepEmbedder(emb_dim, frequency_embedding_size=base_channels)
-        self.label_embed = LabelEmbedder(num_classes, emb_dim) if num_classes is not None else None
+        self.label_embed = LabelEmbedder(num_classes, emb_dim) if self.num_classes is not None else None
+        if text:  # the pooled vector joins the timestep embedding (Imagen Sec. 2.2); tokens feed cross-attention
+            self.context_norm = nn.LayerNorm(text_dim)
+            self.pooled_embed = nn.Sequential(nn.Linear(text_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        def xattn(ch: int) -> CrossAttentionBlock | None:
+            return CrossAttentionBlock(ch, text_dim, num_heads, num_groups) if text else None
 
         # Sizes no level reaches (8 for a 28x28 input) are ignored, as in ADM; the middle block always attends.
         def level(cin: int, cout: int, res: int) -> Level:
-            attn = AttentionBlock(cout, num_heads, num_groups) if res in attention_resolutions else None
-            return Level(ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, num_groups), attn)
+            attends = res in attention_resolutions
+            attn = AttentionBlock(cout, num_heads, num_groups) if attends else None
+            res_block = ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, num_groups)
+            return Level(res_block, attn, xattn(cout) if attends else None)
 
         # Encoder: every block's output is kept as a skip for the decoder, as in ADM's input_blocks.
         self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -183,6 +216,7 @@ class UNet(nn.Module):
         self.middle = Level(
             ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups),
             AttentionBlock(ch, num_heads, num_groups),
+            xattn(ch),
         )
         self.middle_res = ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups)
 
@@ -201,24 +235,30 @@ class UNet(nn.Module):
             zero_module(nn.Conv2d(ch, self.out_channels, 3, padding=1)),
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) int or float, cond (B,) labels or None (= null label) -> (B, C', H, W)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) int or float, cond: (B,) labels or None (= null label), or for a text model a
+        TextCond (tokens (B, L, Dt), mask (B, L), pooled (B, Dt)) -> (B, C', H, W)."""
         B, _, H, W = x.shape
         if H % self.factor or W % self.factor:
             raise ValueError(f"input {H}x{W} is not divisible by the U-Net's downsampling {self.factor}")
         emb = self.time_embed(t)  # (B, E)
-        if self.label_embed is not None:
+        context = None
+        if self.cond == "text":
+            tokens, mask, pooled = text_parts(cond, B)
+            emb = emb + self.pooled_embed(pooled.to(self.context_norm.weight.dtype))  # (B, E)
+            context = (self.context_norm(tokens.to(self.context_norm.weight.dtype)), mask)  # (B, L, Dt), (B, L)
+        elif self.label_embed is not None:
             emb = emb + self.label_embed(cond, B)  # (B, E)
 
         h = self.input_conv(x)  # (B, base, H, W)
         skips = [h]
         for block in self.down:
-            h = block(h) if isinstance(block, Downsample) else block(h, emb)  # (B, base * mult, Hi, Wi)
+            h = block(h) if isinstance(block, Downsample) else block(h, emb, context)  # (B, base * mult, Hi, Wi)
             skips.append(h)
-        h = self.middle_res(self.middle(h, emb), emb)  # (B, base * mult[-1], H / f, W / f)
+        h = self.middle_res(self.middle(h, emb, context), emb)  # (B, base * mult[-1], H / f, W / f)
         for block in self.up:
             if isinstance(block, Upsample):
                 h = block(h)  # (B, Ch, 2 Hi, 2 Wi)
             else:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)  # (B, base * mult, Hi, Wi)
+                h = block(torch.cat([h, skips.pop()], dim=1), emb, context)  # (B, base * mult, Hi, Wi)
         return self.out(h)  # (B, C', H, W)

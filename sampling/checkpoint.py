@@ -25,6 +25,7 @@ from torch import nn
 from diffusion.parametrization import PREDICTIONS, Parametrization, make_parametrization
 from diffusion.schedules import Schedule, cosine_schedule, linear_schedule, sigmoid_schedule
 from models.dit import DiT
+from models.text import EncoderError, TextEncoder, encoder_for
 from models.unet import UNet
 
 # The only callables a checkpoint's config may name. A new backbone or schedule is added here.
@@ -50,6 +51,12 @@ class LoadedModel:
     num_classes: int | None
     image_shape: tuple[int, int, int]  # (C, H, W)
     config: dict
+    encoder: TextEncoder | None = None  # a text model's frozen text encoder (the one its checkpoint records)
+
+    @property
+    def cond_kind(self) -> str | None:
+        """'text', 'label' or None (unconditional)."""
+        return "text" if self.encoder is not None else "label" if self.num_classes is not None else None
 
 
 def non_finite_entry(state_dict: dict[str, torch.Tensor]) -> str | None:
@@ -196,7 +203,16 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
     if prediction not in PREDICTIONS:
         raise CheckpointError(f"{path}: the stored diffusion.prediction must be one of {PREDICTIONS}, "
                               f"got {str(prediction)[:50]!r}")
-    num_classes = model_kwargs.get("num_classes")
+    cond = model_kwargs.get("cond", "label")  # checkpoints from before text conditioning have no cond
+    encoder = None
+    if cond == "text":
+        try:
+            encoder = encoder_for(config.get("text"), f"checkpoint {path}")
+        except EncoderError as e:
+            raise CheckpointError(str(e)) from None
+        if model_kwargs.get("text_dim", 384) != encoder.dim:
+            raise CheckpointError(f"{path}: its model.text_dim does not match its text encoder's width")
+    num_classes = model_kwargs.get("num_classes") if cond != "text" else None
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                     or num_classes < 1):
         raise CheckpointError(f"{path}: the stored model.num_classes must be a positive integer or null")
@@ -214,4 +230,5 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
         num_classes=num_classes,
         image_shape=(channels, size, size),
         config=config,
+        encoder=encoder,
     )

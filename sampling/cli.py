@@ -66,7 +66,7 @@ def run_tool(main: Callable[[DictConfig], object], name: str, argv: list[str] | 
 
 
 # Top-level sample.yaml keys that are short for the task parameter of the same name.
-TASK_INPUTS = ("n", "batch_size", "label", "save_trajectory", "image", "mask")
+TASK_INPUTS = ("n", "batch_size", "label", "prompt", "prompts", "save_trajectory", "image", "mask")
 
 
 def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, Callable[[Job], dict]]:
@@ -91,5 +91,6 @@ def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, C
     sampler_cfg = to_dict(cfg.sampler)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
     guidance = Guidance(cfg.guidance, cfg.guidance_rescale, cfg.guidance_batched)
-    job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights)
+    job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights,
+              negative_prompt=cfg.negative_prompt)
     return job, instantiate(cfg.task)

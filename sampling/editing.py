@@ -1,8 +1,8 @@
 """Editing tasks of sample.py: SDEdit, DDIM inversion, DDIB, DiffEdit, inpainting, outpainting, zoom.
 
 Each is ``task(job, **its own parameters)`` (configs/task/<name>.yaml) and composes the primitives in
-diffusion/editing (start points, denoiser wrappers) with the job's sampler and guidance, on either backbone;
-labels stand in for the text prompts of the papers until text conditioning lands.
+diffusion/editing (start points, denoiser wrappers) with the job's sampler and guidance, on either backbone.
+Every task takes the condition of its model: ``prompt`` for a text model, ``label`` for a label model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from diffusion.forward_process import add_noise
 from diffusion.samplers import make_timesteps, sample_ddim, sample_ddpm
 from sampling.checkpoint import LoadedModel, load_model
 from sampling.io import InputError, labelled_strip, load_input_image, load_mask, parse_label, to_pil
-from sampling.job import Job, check_label
+from sampling.job import Job, check_condition, check_prompt
 
 
 def _batch(x: torch.Tensor, n: int, device) -> torch.Tensor:
@@ -40,10 +40,12 @@ def _edit_from(job: Job, x0: torch.Tensor, strength: float, label, keep: torch.T
 
 
 def sdedit(job: Job, image: str | None = None, strength: float = 0.5, mask: str | None = None,
-           strength_sweep: list[float] | None = None, n: int = 4, label: int | None = None) -> dict:
-    """SDEdit (Meng et al. 2022): noise the input to t0 = strength T, denoise with the job's sampler; ``n``
-    seeds; with ``mask`` only its white region changes; ``strength_sweep`` adds a strip over strengths."""
-    label = check_label(job, label)
+           strength_sweep: list[float] | None = None, n: int = 4, label: int | None = None,
+           prompt: str | None = None) -> dict:
+    """SDEdit (Meng et al. 2022): noise the input to t0 = strength T, denoise with the job's sampler under
+    ``prompt`` (image-to-image) or ``label``; ``n`` seeds; with ``mask`` only its white region changes;
+    ``strength_sweep`` adds a strip over strengths."""
+    label = check_condition(job, label, prompt)
     x0, msg, size = load_input_image(image, job.model)
     job.notes.append(msg)
     keep = None if mask is None else 1 - load_mask(mask, job.model, size)
@@ -72,9 +74,11 @@ def _decode(job: Job, x_T: torch.Tensor, label, model: LoadedModel | None = None
     return sample_ddim(job.denoiser(label, x_T.shape[0], model), x_T, model.schedule, job.timesteps(model)).cpu()
 
 
-def invert(job: Job, image: str | None = None, fixed_point_iters: int = 0, label: int | None = None) -> dict:
-    """DDIM inversion (Song et al. 2021, sec. 4.3): x0 -> x_T -> x0'; saves latent.pt and the reconstruction."""
-    label = check_label(job, label)
+def invert(job: Job, image: str | None = None, fixed_point_iters: int = 0, label: int | None = None,
+           prompt: str | None = None) -> dict:
+    """DDIM inversion (Song et al. 2021, sec. 4.3) under ``prompt`` or ``label``: x0 -> x_T -> x0'; saves latent.pt
+    and the reconstruction."""
+    label = check_condition(job, label, prompt)
     x0, msg, _ = load_input_image(image, job.model)
     job.notes.append(msg)
     x_T = _invert(job, x0[None], label, fixed_point_iters)
@@ -87,28 +91,34 @@ def invert(job: Job, image: str | None = None, fixed_point_iters: int = 0, label
         "invert.png": labelled_strip([x0, latent_view, rec.clamp(-1, 1)], ["input", "x_T", f"recon {mse:.1e}"]),
         "reconstruction.png": to_pil(rec),
         "latent.pt": x_T.cpu(),
-        "inversion.json": {"mse": mse, "steps": job.steps, "guidance": scale, "label": label,
+        "inversion.json": {"mse": mse, "steps": job.steps, "guidance": scale, "condition": label,
                            "fixed_point_iters": fixed_point_iters},
     }
 
 
-def ddib_side(job: Job, value, name: str) -> tuple[LoadedModel, int | None]:
-    """A DDIB side: an integer label of the job's checkpoint, or another checkpoint file (its null label)."""
+def ddib_side(job: Job, value, name: str) -> tuple[LoadedModel, int | str | None]:
+    """A DDIB side: a prompt (text model) or an integer label of the job's checkpoint, or another checkpoint file
+    (its null condition)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return job.model, parse_label(value, job.model, name)
-    if isinstance(value, str) and Path(value).suffix in (".ckpt", ".safetensors"):
+    is_file = isinstance(value, str) and Path(value).suffix in (".ckpt", ".safetensors")
+    if isinstance(value, str) and not is_file and job.model.encoder is not None:
+        return job.model, check_prompt(job, value, name)
+    if is_file:
         other = load_model(value, job.weights)
         if other.image_shape != job.model.image_shape:
             raise InputError(f"{name} checkpoint makes {other.image_shape} images, this one {job.model.image_shape}")
         other.net.to(job.device)
         return other, None
-    raise InputError(f"{name} must be a class label or a checkpoint file, got {value!r}")
+    what = "a prompt" if job.model.encoder is not None else "a class label"
+    raise InputError(f"{name} must be {what} or a checkpoint file, got {value!r}")
 
 
 def ddib_round_trip(job: Job, x0: torch.Tensor, source, target, fixed_point_iters: int = 0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIB on a batch x0 (B, C, H, W): invert under ``source``, decode under ``target`` (the translation), then
-    back the same way (the cycle a -> b -> a). source, target: (model, label or None). Returns both, on the CPU."""
+    back the same way (the cycle a -> b -> a). source, target: (model, prompt, label or None). Returns both, on the
+    CPU."""
     (m_src, y_src), (m_tgt, y_tgt) = source, target
     moved = _decode(job, _invert(job, x0, y_src, fixed_point_iters, m_src), y_tgt, m_tgt)
     back = _decode(job, _invert(job, moved, y_tgt, fixed_point_iters, m_tgt), y_src, m_src)
@@ -118,7 +128,7 @@ def ddib_round_trip(job: Job, x0: torch.Tensor, source, target, fixed_point_iter
 def ddib(job: Job, image: str | None = None, source: int | str | None = None, target: int | str | None = None,
          fixed_point_iters: int = 0) -> dict:
     """DDIB (Su et al. 2023): invert under ``source``, regenerate from that latent under ``target`` (each a
-    label or a checkpoint file); the cycle a -> b -> a measures how much the round trip keeps."""
+    prompt, a label or a checkpoint file); the cycle a -> b -> a measures how much the round trip keeps."""
     x0, msg, _ = load_input_image(image, job.model)
     job.notes.append(msg)
     sides = ddib_side(job, source, "source"), ddib_side(job, target, "target")
@@ -133,10 +143,11 @@ def ddib(job: Job, image: str | None = None, source: int | str | None = None, ta
 
 
 @torch.no_grad()
-def diffedit_mask(job: Job, x0: torch.Tensor, source: int, target: int, *, mask_draws: int = 10,
+def diffedit_mask(job: Job, x0: torch.Tensor, source, target, *, mask_draws: int = 10,
                   mask_strength: float = 0.5, mask_clamp_ratio: float = 3.0, mask_threshold: float = 0.5
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """DiffEdit's mask (Couairon et al. 2023, sec. 3.1): |eps(x_t, target) - eps(x_t, source)| averaged over
+    """DiffEdit's mask (Couairon et al. 2023, sec. 3.1): |eps(x_t, target) - eps(x_t, source)| (the query and the
+    reference caption of a text model; labels of a label model; None: the null condition) averaged over
     ``mask_draws`` noise draws at t = mask_strength T and over channels, clipped at ``mask_clamp_ratio`` x its
     mean, scaled to [0, 1], binarised at ``mask_threshold``. Returns (soft map, binary mask), each (1, H, W)."""
     model, n = job.model, mask_draws
@@ -156,14 +167,32 @@ def diffedit_mask(job: Job, x0: torch.Tensor, source: int, target: int, *, mask_
 
 
 def diffedit(job: Job, image: str | None = None, source: int | None = None, target: int | None = None,
+             query: str | None = None, reference: str | None = None,
              mask_draws: int = 10, mask_strength: float = 0.5, mask_clamp_ratio: float = 3.0,
              mask_threshold: float = 0.5, encode_ratio: float = 0.5, fixed_point_iters: int = 0) -> dict:
     """DiffEdit (Couairon et al. 2023): mask from the two conditions, DDIM-encode to ``encode_ratio`` under the
-    source, decode under the target with the unmasked region pinned to the input (inpainting wrapper)."""
+    source, decode under the target with the unmasked region pinned to the input (inpainting wrapper).
+
+    A text model takes the paper's real setting: ``query`` (the edit) and ``reference`` (the image's caption;
+    empty or absent: the empty caption); the image is encoded under the reference and decoded under the query.
+    A label model takes ``source`` and ``target`` labels."""
     model = job.model
     x0, msg, _ = load_input_image(image, model)
     job.notes.append(msg)
-    source, target = parse_label(source, model, "source"), parse_label(target, model, "target")
+    if model.encoder is not None:
+        if source is not None or target is not None:
+            raise InputError("this checkpoint is text-conditioned: DiffEdit takes task.query=\"...\" (the edit) and "
+                             "task.reference=\"...\" (the image's caption), not source/target labels")
+        if query is None:
+            raise InputError("DiffEdit on a text model needs task.query=\"...\" (the edit's prompt)")
+        target = check_prompt(job, query, "query")
+        source = check_prompt(job, reference or "", "reference")
+    else:
+        if query is not None or reference is not None:
+            check_prompt(job, query if query is not None else reference, "query")  # the one-line refusal
+        if source is None or target is None:
+            raise InputError("DiffEdit on a label model needs task.source=<label> and task.target=<label>")
+        source, target = parse_label(source, model, "source"), parse_label(target, model, "target")
     soft, mask = diffedit_mask(job, x0, source, target, mask_draws=mask_draws, mask_strength=mask_strength,
                                mask_clamp_ratio=mask_clamp_ratio, mask_threshold=mask_threshold)
     if mask.sum() == 0:
@@ -216,9 +245,9 @@ def _fill(job: Job, x_known: torch.Tensor, keep: torch.Tensor, label, sampler, s
 
 
 def inpaint(job: Job, image: str | None = None, mask: str | None = None, resamples: int = 1, jump_length: int = 10,
-            n: int = 4, label: int | None = None) -> dict:
-    """Inpainting: fill the white region of ``mask``; known pixels are kept exactly."""
-    label = check_label(job, label)
+            n: int = 4, label: int | None = None, prompt: str | None = None) -> dict:
+    """Inpainting: fill the white region of ``mask`` under ``prompt`` or ``label``; known pixels are kept exactly."""
+    label = check_condition(job, label, prompt)
     x0, msg, size = load_input_image(image, job.model)
     job.notes.append(msg)
     mask_t = load_mask(mask, job.model, size)
@@ -254,10 +283,11 @@ def _shrink_onto_canvas(x: torch.Tensor, pad: tuple[int, int, int, int]) -> tupl
 
 
 def outpaint(job: Job, image: str | None = None, pad: int | list[int] = (8, 0, 8, 0), resamples: int = 1,
-             jump_length: int = 10, n: int = 4, label: int | None = None) -> dict:
+             jump_length: int = 10, n: int = 4, label: int | None = None, prompt: str | None = None) -> dict:
     """Outpainting: the image is shrunk onto the model's canvas leaving ``pad`` pixels free on the sides given
-    (left, top, right, bottom; an integer for all four), and the new area is inpainted."""
-    label = check_label(job, label)
+    (left, top, right, bottom; an integer for all four), and the new area is inpainted under ``prompt`` or
+    ``label``."""
+    label = check_condition(job, label, prompt)
     x0, msg, _ = load_input_image(image, job.model)
     job.notes.append(msg)
     canvas, keep = _shrink_onto_canvas(x0, _parse_pad(pad, x0.shape[-1]))
@@ -269,11 +299,12 @@ def outpaint(job: Job, image: str | None = None, pad: int | list[int] = (8, 0, 8
 
 
 def zoom(job: Job, image: str | None = None, direction: str = "out", frames: int = 8, scale: float = 0.75,
-         resamples: int = 1, jump_length: int = 10, label: int | None = None) -> dict:
-    """Infinite zoom: ``out`` repeatedly shrinks the frame by ``scale`` into the centre and outpaints the border;
-    ``in`` plays the same chain backwards (each frame grows into the next). Starts from ``image`` or a sample."""
+         resamples: int = 1, jump_length: int = 10, label: int | None = None, prompt: str | None = None) -> dict:
+    """Infinite zoom: ``out`` repeatedly shrinks the frame by ``scale`` into the centre and outpaints the border
+    under ``prompt`` or ``label``; ``in`` plays the same chain backwards (each frame grows into the next). Starts
+    from ``image`` or a sample."""
     model = job.model
-    label = check_label(job, label)
+    label = check_condition(job, label, prompt)
     sampler = fill_sampler(job, resamples, jump_length)
     if image is not None:
         frame, msg, _ = load_input_image(image, model)

@@ -11,6 +11,7 @@ import torchvision
 from torch import nn
 from tqdm import tqdm
 
+from diffusion.denoiser import cond_map, cond_slice
 from diffusion.guidance import Guidance
 from diffusion.parametrization import Parametrization
 from diffusion.samplers import make_timesteps, sample_ddim
@@ -28,13 +29,13 @@ def generate_images(
     schedule: Schedule,
     parametrization: Parametrization,
     shape: tuple[int, int, int],
-    labels: torch.Tensor | None,
+    cond,
     *,
+    null=None,
     n: int,
     sampler: Callable = partial(sample_ddim, eta=0.0),
     timesteps: list[int] | None = None,
     guidance: Guidance | None = None,
-    num_classes: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
@@ -44,8 +45,9 @@ def generate_images(
     """``n`` samples (n, C, H, W) in [-1, 1] with ``sampler`` (a sampler function with its settings bound) over
     ``timesteps`` (default: 20 trailing-spaced).
 
-    labels: (n,) class labels, or None (unconditional, or the null label of a conditional model with
-    ``num_classes``: then ``num_classes`` is the null label). The denoiser of each batch comes from
+    cond: the condition of each sample, batched over n: (n,) class labels, a text model's TextCond of batch n, or
+    None (an unconditional model). null: the null condition batched the same way (null labels, the empty or
+    negative prompt's encoding), which guidance pushes away from. The denoiser of each batch comes from
     ``guidance``, the run's one CFG policy (default: unguided). Sample i's noise comes from generator
     (seed, i) only, so the same seed gives the same images at any ``batch_size``.
     """
@@ -64,9 +66,9 @@ def generate_images(
         b = min(batch_size, n - start)
         gens = sample_generators(seed, start, b)
         x_T = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)  # (b, C, H, W)
-        null = torch.full((b,), num_classes, dtype=torch.long, device=device) if num_classes is not None else None
-        cond = labels[start : start + b].to(device) if labels is not None else null
-        denoiser = guidance.denoiser(net, schedule, parametrization, cond, null)
+        to_device = partial(cond_map, fn=lambda x: x.to(device))
+        c, c_null = (to_device(cond_slice(x, start, start + b)) for x in (cond, null))
+        denoiser = guidance.denoiser(net, schedule, parametrization, c, c_null)
         x0 = sampler(denoiser, x_T, schedule, timesteps, generator=gens, callback=step_callback)
         out.append(x0.clamp(-1, 1).cpu())
     bar.close()

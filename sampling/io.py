@@ -117,6 +117,8 @@ def load_mask(spec: str | None, model: LoadedModel, image_size: tuple[int, int] 
 def parse_label(value, model: LoadedModel, name: str = "label") -> int:
     """A class label of this checkpoint, or InputError."""
     k = model.num_classes
+    if getattr(model, "encoder", None) is not None:
+        raise InputError(f"{name}={value!r}: this checkpoint is text-conditioned; it takes a prompt, not a class label")
     if k is None:
         raise InputError(f"this checkpoint is unconditional: {name} needs a class-conditional model")
     if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < k):
@@ -135,6 +137,42 @@ def labelled_strip(images: list[torch.Tensor], captions: list[str], scale: int =
         strip.paste(tile, (x0, top))
         draw.text((x0, 1), caption[: max(4, w // 6)], fill="black")
     return strip
+
+
+def captioned_rows(rows: list[torch.Tensor], captions: list[str], scale: int = 2) -> Image.Image:
+    """One row of images per caption, the caption written above its row: rows[i] is (k, C, H, W) in [-1, 1]."""
+    pad, top = 4, 14
+    tiles = [[to_pil(x).convert("RGB").resize((x.shape[-1] * scale, x.shape[-2] * scale), Image.NEAREST)
+              for x in row] for row in rows]
+    w, h = tiles[0][0].size
+    k = max(len(r) for r in tiles)
+    grid = Image.new("RGB", (k * (w + pad) + pad, len(tiles) * (h + top + pad) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, (row, caption) in enumerate(zip(tiles, captions)):
+        y = pad + i * (h + top + pad)
+        draw.text((pad, y), caption[: max(8, grid.width // 6)], fill="black")
+        for j, tile in enumerate(row):
+            grid.paste(tile, (pad + j * (w + pad), y + top))
+    return grid
+
+
+def read_prompts(path) -> list[str]:
+    """The prompts of a text file, one per non-blank line (UTF-8), or InputError."""
+    p = Path(str(path)).expanduser()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"prompts file {p} does not exist") from None
+    except OSError as e:
+        raise InputError(f"prompts file {p} is unreadable: {describe_os_error(e)}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"prompts file {p} is not UTF-8 text (byte {e.start})") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise InputError(f"prompts file {p} holds no prompts (one per line)")
+    return prompts
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -8,12 +8,13 @@ so no task builds a guided denoiser or reads a setting any other way.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from diffusion.denoiser import Denoiser
+from diffusion.denoiser import Denoiser, net_denoiser
 from diffusion.guidance import Guidance
 from diffusion.samplers import make_timesteps
 from sampling.checkpoint import LoadedModel
@@ -34,17 +35,43 @@ class Job:
     seed: int = 0
     device: torch.device | str = "cpu"
     weights: str = "ema"
+    negative_prompt: str | None = None  # a text model's null condition for guidance, in place of the empty caption
     notes: list[str] = field(default_factory=list)  # lines printed after the outputs are written
+    _encoded: dict = field(default_factory=dict, repr=False)  # (encoder id, prompt) -> TextCond of batch 1
 
     def timesteps(self, model: LoadedModel | None = None) -> list[int]:
         """The sampler's full decreasing list of timesteps for ``model`` (default: the job's)."""
         return make_timesteps((model or self.model).schedule.num_timesteps, self.steps, self.spacing)
 
-    def denoiser(self, label: int | None, b: int, model: LoadedModel | None = None) -> Denoiser:
-        """The denoiser of ``model`` (default: the job's) for ``label`` (None: the null label) over a batch of b,
-        guided by the job's policy; unconditional models are never guided."""
+    def encode(self, prompt: str, model: LoadedModel | None = None):
+        """The TextCond (batch 1, on the job's device) of ``prompt`` under ``model``'s encoder, encoded once."""
         model = model or self.model
-        cond, null = cond_tensor(model, label, b, self.device), cond_tensor(model, None, b, self.device)
+        key = (id(model.encoder), prompt)
+        if key not in self._encoded:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._encoded[key] = model.encoder.encode([prompt]).to(self.device)
+            self.notes.extend(f"warning: {w.message}" for w in caught)
+        return self._encoded[key]
+
+    def cond(self, value, b: int, model: LoadedModel | None = None):
+        """The network's condition over a batch of b for ``value``: a prompt (str) for a text model, a label (int)
+        for a label model, or None for the null condition (the empty caption, or the job's negative prompt;
+        the null label); None for an unconditional model."""
+        model = model or self.model
+        if model.encoder is not None:
+            prompt = value if value is not None else (self.negative_prompt or "")
+            return self.encode(prompt, model).repeat(b)
+        return cond_tensor(model, value, b, self.device)
+
+    def denoiser(self, value, b: int, model: LoadedModel | None = None) -> Denoiser:
+        """The denoiser of ``model`` (default: the job's) for ``value`` (a prompt, a label, or None for the null
+        condition) over a batch of b, guided by the job's policy; unconditional models and the null condition
+        itself are never guided."""
+        model = model or self.model
+        if value is None:
+            return net_denoiser(model.net, model.schedule, model.parametrization, self.cond(None, b, model))
+        cond, null = self.cond(value, b, model), self.cond(None, b, model)
         return self.guidance.denoiser(model.net, model.schedule, model.parametrization, cond, null)
 
     def generators(self, start: int, count: int, seed: int | None = None) -> list[torch.Generator]:
@@ -63,6 +90,30 @@ def cond_tensor(model: LoadedModel, label: int | None, b: int, device: torch.dev
 
 def check_label(job: Job, label: int | None) -> int | None:
     """``label`` checked against the job's model (None stays None); guidance needs a conditional model."""
-    if job.model.num_classes is None and job.guidance.active:
+    if job.model.cond_kind is None and job.guidance.active:
         raise InputError("this checkpoint is unconditional: guidance needs a class-conditional model")
     return None if label is None else parse_label(label, job.model)
+
+
+def check_prompt(job: Job, prompt, name: str = "prompt", model: LoadedModel | None = None) -> str | None:
+    """``prompt`` checked against ``model`` (default: the job's; None stays None): only text models take one."""
+    model = model or job.model
+    if prompt is None:
+        return None
+    if model.encoder is None:
+        kind = "label-conditioned: it takes label=<class>" if model.num_classes is not None else "unconditional"
+        raise InputError(f"{name}={str(prompt)[:60]!r}: this checkpoint is {kind}, not a prompt")
+    if not isinstance(prompt, str):
+        raise InputError(f"{name} must be text, got {prompt!r}")
+    return prompt
+
+
+def check_condition(job: Job, label: int | None, prompt: str | None):
+    """A task's condition: the prompt of a text model or the label of a label model (None: the null one)."""
+    if label is not None and prompt is not None:
+        raise InputError("give either label= or prompt=, not both")
+    if job.negative_prompt is not None:
+        check_prompt(job, job.negative_prompt, "negative_prompt")
+    if prompt is not None:
+        return check_prompt(job, prompt)
+    return check_label(job, label)

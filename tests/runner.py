@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # A model and data small enough for a few steps per second on 2 CPU cores.
 TINY = [
     "model=unet_tiny",
+    "model.cond=label",  # the tests of label models; text models add model.cond=text after this
     "data.batch_size=8",
     "data.train.size=64",
     "data.val.size=16",

@@ -390,11 +390,12 @@ def test_every_dataset_has_a_config():
         "mnist",
         "cifar10",
         "folder",
+        "emoji",
     }
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_data_config_builds_its_datasets(path, tmp_path, offline):
+def test_data_config_builds_its_datasets(path, tmp_path, offline, monkeypatch):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -411,7 +412,16 @@ def test_data_config_builds_its_datasets(path, tmp_path, offline):
         "hflip",
         "num_workers",
         "seed",
+        "cond",
     }
+    assert cfg.data.cond in ("label", "text")
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path / "cache"))
+    if path.stem == "emoji":
+        from data.emoji import FONT
+
+        if not Path(FONT).exists():
+            pytest.skip(f"{FONT} missing: apt-get install -y fonts-noto-color-emoji")
+        cfg.data.train.limit = cfg.data.val.limit = 40  # rendering all 1,899 takes seconds; the config is the test
     if path.stem == "folder":
         assert OmegaConf.is_missing(cfg.data.train, "root")
         for k in range(4):
@@ -433,3 +443,5 @@ def test_data_config_builds_its_datasets(path, tmp_path, offline):
         x, y = ds[0]
         assert x.shape == (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
         assert ds.num_classes == cfg.data.num_classes and isinstance(y, int)
+        if path.stem != "folder":  # every other set is captioned (folder only with metadata.jsonl or .txt files)
+            assert ds.caption(0) in ds.captions()

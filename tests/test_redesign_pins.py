@@ -66,7 +66,8 @@ def make_checkpoint(path: Path, prediction: str, schedule: str) -> Path:
     config = OmegaConf.to_container(cfg, resolve=False)
     config["data"] = {"channels": 3, "image_size": 16, "num_classes": 4}
     config["model"] = OmegaConf.to_container(OmegaConf.create({**OmegaConf.to_container(cfg.model), "in_channels": 3,
-                                                               "image_size": 16, "num_classes": 4}))
+                                                               "image_size": 16, "num_classes": 4,
+                                                               "cond": "label"}))
     torch.manual_seed(0)
     net = instantiate(config["model"])
     g = torch.Generator().manual_seed(1)

@@ -25,10 +25,6 @@ class PreviewSamples(L.Callback):
         self._last_step = -1
         self._shape: tuple[int, int, int] | None = None  # (C, H, W), read off the training batches
 
-    def _labels(self, pl_module) -> torch.Tensor | None:
-        k = pl_module.num_classes
-        return None if k is None else torch.arange(self.n) % k  # one class per column group
-
     def write(self, trainer: L.Trainer, pl_module) -> Path | None:
         """Sample and save the grid for the current step (rank 0 only)."""
         step = trainer.global_step
@@ -37,10 +33,11 @@ class PreviewSamples(L.Callback):
         self._last_step = step
         pl_module.ema.eval()  # Lightning's model.train() reaches the EMA copy too; no dropout when sampling
         schedule = pl_module.schedule
+        cond, null = pl_module.preview_condition(self.n)  # labels cycling, or a few captions of the data
         images = generate_images(
-            pl_module.ema, schedule, pl_module.parametrization, self._shape, self._labels(pl_module),
+            pl_module.ema, schedule, pl_module.parametrization, self._shape, cond, null=null,
             n=self.n, timesteps=make_timesteps(schedule.num_timesteps, self.steps, "trailing"), seed=self.seed,
-            sampler=self.sampler, device=pl_module.device, num_classes=pl_module.num_classes,
+            sampler=self.sampler, device=pl_module.device,
         )
         path = self.dirpath / f"step_{step:07d}.png"
         save_grid(images, path, nrow=max(1, int(self.n**0.5)))

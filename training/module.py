@@ -12,6 +12,7 @@ from torch import nn
 from diffusion.forward_process import add_noise, gather
 from diffusion.parametrization import make_parametrization
 from diffusion.schedules import Schedule
+from models.text import CaptionCache, TextCond
 from sampling.checkpoint import non_finite_entry
 from training.ema import ema_decay_at, make_ema, update_ema
 
@@ -48,6 +49,7 @@ class DiffusionModule(L.LightningModule):
         compile: bool = False,
         seed: int = 0,
         run_config: dict | None = None,
+        captions: CaptionCache | None = None,
     ):
         super().__init__()
         self.net = net
@@ -57,7 +59,14 @@ class DiffusionModule(L.LightningModule):
         # the one object that owns the target, the output conversion, the variance split and the loss weighting;
         # preview samples use it too
         self.parametrization = make_parametrization(prediction, loss_weighting, snr_gamma)
-        self.num_classes, self.label_dropout = num_classes, label_dropout
+        self.num_classes, self.label_dropout = (None if captions is not None else num_classes), label_dropout
+        # a text model: the encodings of the dataset's whole caption set, looked up per batch (row 0 is the empty
+        # caption, the null condition); buffers so they follow the module's device, never saved in checkpoints
+        self.caption_index = captions.index if captions is not None else None
+        if captions is not None:
+            self.register_buffer("caption_tokens", captions.cond.tokens, persistent=False)
+            self.register_buffer("caption_mask", captions.cond.mask, persistent=False)
+            self.register_buffer("caption_pooled", captions.cond.pooled, persistent=False)
         self.ema_decay, self.ema_warmup_power = ema_decay, ema_warmup_power
         self.lr_warmup_steps = lr_warmup_steps
         self.seed = seed
@@ -98,12 +107,27 @@ class DiffusionModule(L.LightningModule):
         self._pending_rng = checkpoint.get("difflab", {}).get("rng")
 
     # -- training -------------------------------------------------------------------------------------
-    def _loss(self, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator, dropout: float) -> torch.Tensor:
+    def text_cond(self, ids: torch.Tensor) -> TextCond:
+        """The cached encodings of caption rows ``ids`` (B,) (row 0: the empty caption)."""
+        ids = ids.to(self.caption_tokens.device)
+        return TextCond(self.caption_tokens[ids], self.caption_mask[ids], self.caption_pooled[ids])
+
+    def caption_ids(self, captions: list[str]) -> torch.Tensor:
+        try:
+            return torch.tensor([self.caption_index[c] for c in captions], dtype=torch.long)
+        except KeyError as e:
+            raise KeyError(f"caption {e.args[0]!r} is not in the cached caption set of this run") from None
+
+    def _loss(self, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator, dropout: float,
+              captions: list[str] | None = None) -> torch.Tensor:
         b = x0.shape[0]
         t = torch.randint(0, self.schedule.num_timesteps, (b,), generator=g).to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(x0)
         cond = None
-        if self.num_classes is not None:
+        if self.caption_index is not None:  # caption dropout: the empty caption (row 0) in place of the caption
+            drop = torch.rand(b, generator=g) < dropout
+            cond = self.text_cond(torch.where(drop, 0, self.caption_ids(captions)))
+        elif self.num_classes is not None:
             drop = torch.rand(b, generator=g).to(self.device) < dropout
             cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
@@ -111,22 +135,34 @@ class DiffusionModule(L.LightningModule):
         snr = self.schedule.snr.to(self.device)[t]
         return self.parametrization.loss(out, x0, eps, alpha_bar, snr)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x0, labels = batch
-        loss = self._loss(x0, labels, self._rng(), self.label_dropout)
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        x0, labels, *captions = batch  # (image, label) or, for a text model, (image, label, caption)
+        loss = self._loss(x0, labels, self._rng(), self.label_dropout, *captions)
         bad = not bool(torch.isfinite(loss))
         if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
             raise NonFiniteLossError(f"training loss became {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x0, labels = batch
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        x0, labels, *captions = batch
         # a fixed generator per batch: the same t and noise at every validation, comparable across steps
         g = torch.Generator().manual_seed(10_000 + batch_idx)
         with torch.no_grad():
-            loss = self._loss(x0, labels, g, dropout=0.0)
+            loss = self._loss(x0, labels, g, 0.0, *captions)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
+
+    def preview_condition(self, n: int) -> tuple[Any, Any]:
+        """(cond, null) batched over n for preview grids: labels cycling over the classes, or for a text model a
+        few captions of the caption set (each repeated over a run of samples); (None, None) if unconditional."""
+        if self.caption_index is not None:
+            k = min(8, len(self.caption_index) - 1)
+            rows = torch.linspace(1, len(self.caption_index) - 1, k).round().long()  # spread over the sorted set
+            ids = rows[torch.arange(n) * k // max(n, 1)]
+            return self.text_cond(ids).to("cpu"), self.text_cond(torch.zeros(n, dtype=torch.long)).to("cpu")
+        if self.num_classes is None:
+            return None, None
+        return torch.arange(n) % self.num_classes, torch.full((n,), self.num_classes)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
