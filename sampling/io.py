@@ -164,7 +164,7 @@ def read_prompts(path) -> list[str]:
     except FileNotFoundError:
         raise InputError(f"prompts file {p} does not exist") from None
     except OSError as e:
-        raise InputError(f"prompts file {p} is unreadable: {describe_os_error(e)}") from None
+        raise InputError(f"prompts file {p} is unreadable ({e.strerror or type(e).__name__})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
