@@ -158,10 +158,10 @@ def test_label_presets_keep_their_parameters():
 
 
 def test_null_and_negative_prompts_reach_the_network(encoder):
-    from sampling.checkpoint import LoadedModel
-    from sampling.job import Job
     from diffusion.parametrization import make_parametrization
     from diffusion.schedules import cosine_schedule
+    from sampling.checkpoint import LoadedModel
+    from sampling.job import Job
 
     calls = []
 
