@@ -31,18 +31,21 @@ def with_article(name: str) -> str:
 
 class ClassCaptions:
     """Captions of a labelled set from its class names: 'a photo of a sneaker' (``CLASS_TEMPLATE``), so text and
-    label models can be compared on the same data. Needs ``classes`` and a ``labels`` array."""
+    label models can be compared on the same data. Needs ``classes`` and a ``labels`` array; ``caption_names``
+    (default: the class names in lower case) is how the classes read in a caption."""
 
     classes: tuple[str, ...]
+    caption_names: tuple[str, ...] | None = None
     labels: object
 
-    @property
-    def caption_names(self) -> tuple[str, ...]:
-        """The class names as they appear in captions (lower case)."""
-        return tuple(c.lower() for c in self.classes)
+    @classmethod
+    def label_captions(cls) -> list[str]:
+        """The caption of each class, in label order."""
+        names = cls.caption_names or tuple(c.lower() for c in cls.classes)
+        return [CLASS_TEMPLATE.format(with_article(name)) for name in names]
 
     def caption(self, i: int) -> str:
-        return CLASS_TEMPLATE.format(with_article(self.caption_names[int(self.labels[i])]))
+        return self.label_captions()[int(self.labels[i])]
 
     def captions(self) -> list[str]:
-        return sorted(CLASS_TEMPLATE.format(with_article(name)) for name in self.caption_names)
+        return sorted(self.label_captions())

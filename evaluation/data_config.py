@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
@@ -85,3 +85,13 @@ def load_or_train_classifier(data_name: str, data_cfg: dict[str, Any], **options
     """evaluation.classifier.cached_classifier, trained (when not cached) on the train and val nodes of data_cfg."""
     datasets = lambda: (build_dataset(data_cfg["train"]), build_dataset(data_cfg["val"]))  # noqa: E731
     return cached_classifier(data_name, data_cfg, datasets, **options)
+
+
+def class_captions(node: dict[str, Any]) -> list[str] | None:
+    """The per-class captions ('a photo of a sneaker', label order) of the data node's dataset class, or None when
+    it has none (a text model is then evaluated unconditionally on it)."""
+    try:
+        cls = get_class(node["train"]["_target_"])
+    except Exception:
+        return None
+    return cls.label_captions() if hasattr(cls, "label_captions") else None

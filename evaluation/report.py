@@ -135,16 +135,23 @@ def evaluate(
     classifier: dict[str, Any],
     device: str,
     started: float | None = None,
+    class_prompts: list[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Generate ``n`` samples of ``model`` with ``sampler`` over ``timesteps`` and compute ``metrics`` against
     ``real_n`` train images of the data node ``data_cfg`` (named ``data_name``, which names its caches); returns
     the flat report (scalar values). ``sampler_settings``: the sampler's keywords, reported as sampler_<key>;
     ``classifier``: steps, batch_size, lr and width of the classifier when it has to be trained; ``started``:
-    time.perf_counter() when the run began (total_seconds counts from there; default: this call)."""
+    time.perf_counter() when the run began (total_seconds counts from there; default: this call);
+    ``class_prompts``: a text model samples class k with prompt k (the dataset's "a photo of a <class>")."""
     t0 = time.perf_counter() if started is None else started
     conditional = model.num_classes is not None
-    if conditional and data_cfg.get("num_classes") != model.num_classes:
+    prompts = None
+    if model.encoder is not None and class_prompts:  # a text model on labelled data: "a photo of a <class>"
+        prompts, conditional = class_prompts, True
+        log(f"text model: class i is sampled with the prompt {prompts[0]!r}, ... ({len(prompts)} classes)")
+    num_classes = len(prompts) if prompts else model.num_classes
+    if model.num_classes is not None and data_cfg.get("num_classes") != model.num_classes:
         raise InputError(f"the model has {model.num_classes} classes, {data_name} has {data_cfg.get('num_classes')}")
     if guidance.active and not conditional:
         raise InputError("guidance needs a class-conditional model")
@@ -161,13 +168,17 @@ def evaluate(
             f"(samples + uncached real) is ~{images / INCEPTION_CPU_IMG_PER_S / 60:.0f} min; "
             "metrics=fd,acc skips it, a GPU (device=cuda) takes seconds")
 
-    labels = torch.arange(n) % model.num_classes if conditional else None  # balanced: sample i has class i % K
-    null = torch.full((n,), model.num_classes) if conditional else None
+    labels = torch.arange(n) % num_classes if conditional else None  # balanced: sample i has class i % K
+    cond, null = labels, torch.full((n,), num_classes) if conditional else None
+    if model.encoder is not None:  # prompts for the classes (or the empty caption), the empty caption as null
+        encoded = model.encoder.encode(prompts or [""])
+        cond = encoded.index(labels if prompts else torch.zeros(n, dtype=torch.long))
+        null = model.encoder.encode([""]).repeat(n)
     steps = len(timesteps)
     log(f"sampling {n} images: {sampler_name} {steps} steps ({spacing}), guidance {guidance.scale}, {device}")
     t = time.perf_counter()
     samples = generate_images(
-        model.net.to(device), model.schedule, model.parametrization, model.image_shape, labels, null=null, n=n,
+        model.net.to(device), model.schedule, model.parametrization, model.image_shape, cond, null=null, n=n,
         sampler=sampler, timesteps=timesteps, guidance=guidance, seed=seed, batch_size=batch_size,
         device=device, progress=True,
     )
@@ -219,7 +230,7 @@ def evaluate(
         "dataset": data_name,
         "image_size": model.image_shape[1],
         "channels": model.image_shape[0],
-        "labels": f"balanced, i % {model.num_classes}" if conditional else "none (unconditional)",
+        "labels": f"balanced, i % {num_classes}" if conditional else "none (unconditional)",
         "checkpoint": str(Path(checkpoint).resolve()),
         "weights": weights,
         "sampler": sampler_name,

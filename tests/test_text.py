@@ -287,3 +287,12 @@ def test_held_out_combinations_never_reach_training():
     assert not any((parse_caption(c)["colour"], parse_caption(c)["shape"]) in HELD_OUT for c in seen.captions())
     held = ProceduralShapes(size=200, combos="held_out")
     assert {(held.params(i)["colour"], held.params(i)["kind"]) for i in range(200)} == set(HELD_OUT)
+
+
+def test_labelled_sets_give_class_prompts_for_evaluation():
+    from evaluation.data_config import class_captions
+
+    prompts = class_captions({"train": {"_target_": "data.fashion_mnist.FashionMNIST"}})
+    assert prompts[7] == "a photo of a sneaker" and prompts[9] == "a photo of an ankle boot" and len(prompts) == 10
+    assert class_captions({"train": {"_target_": "data.digits.Digits"}})[3] == "a photo of a digit 3"
+    assert class_captions({"train": {"_target_": "data.procedural.ProceduralShapes"}}) is None
