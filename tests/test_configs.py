@@ -115,6 +115,7 @@ def test_experiment_configs_compose_and_build(tmp_path, name):
 # The tools' own configs (configs/<tool>.yaml, composed by sampling.cli) with the settings each requires.
 TOOLS = {
     "benchmark_train": [],
+    "benchmark_text": [],
     "benchmark_sample": [],
     "benchmark_edit": ["ckpt=x.ckpt"],
     "sweep_report": ["sweep_dir=runs/multirun/x"],
