@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -95,7 +96,7 @@ def _load_cached(path: Path, data_cfg: dict[str, Any]) -> tuple[Classifier, dict
             return None
         net = Classifier(meta["in_channels"], meta["num_classes"], meta["image_size"], meta["width"])
         net.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError):  # a broken cache entry is retrained, not fatal
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError):  # broken: retrained
         return None
     return net.eval().requires_grad_(False), meta
 

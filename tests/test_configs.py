@@ -116,6 +116,8 @@ def test_experiment_configs_compose_and_build(tmp_path, name):
 TOOLS = {
     "benchmark_train": [],
     "benchmark_text": [],
+    "prompt_adherence": ["ckpt=x.ckpt"],
+    "train_factor_classifier": [],
     "benchmark_sample": [],
     "benchmark_edit": ["ckpt=x.ckpt"],
     "sweep_report": ["sweep_dir=runs/multirun/x"],

@@ -253,3 +253,11 @@ def test_kid_std_is_null_when_every_subset_is_the_whole_set(tmp_path, tiny_ckpts
         reports[size] = json.loads(out.read_text())
     assert reports[8]["kid_std"] is None and math.isfinite(reports[8]["kid_mean"])
     assert reports[4]["kid_std"] > 0 and math.isfinite(reports[4]["kid_mean"])
+
+
+def test_a_garbage_classifier_cache_entry_is_retrained_not_fatal(tmp_path):
+    from evaluation.classifier import _load_cached
+
+    path = tmp_path / "classifier.pt"
+    path.write_bytes(b"not a checkpoint at all")  # torch.load raises UnpicklingError on this
+    assert _load_cached(path, {"channels": 1, "num_classes": 10, "image_size": 32}) is None
