@@ -116,6 +116,7 @@ def test_experiment_configs_compose_and_build(tmp_path, name):
 TOOLS = {
     "benchmark_train": [],
     "benchmark_text": [],
+    "data_variety": [],
     "prompt_adherence": ["ckpt=x.ckpt"],
     "train_factor_classifier": [],
     "benchmark_sample": [],

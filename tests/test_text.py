@@ -296,3 +296,14 @@ def test_labelled_sets_give_class_prompts_for_evaluation():
     assert prompts[7] == "a photo of a sneaker" and prompts[9] == "a photo of an ankle boot" and len(prompts) == 10
     assert class_captions({"train": {"_target_": "data.digits.Digits"}})[3] == "a photo of a digit 3"
     assert class_captions({"train": {"_target_": "data.procedural.ProceduralShapes"}}) is None
+
+
+def test_conditional_variance_counts_what_the_condition_explains():
+    from evaluation.variety import conditional_variance
+
+    # two groups, each constant: the condition explains everything
+    data = [(torch.full((1, 2, 2), float(k % 2)), k % 2) for k in range(10)]
+    r = conditional_variance(data, lambda i, y: y, 10)
+    assert r["within"] == 0 and abs(r["total"] - 0.25) < 1e-6 and r["explained"] == 1 and r["groups"] == 2
+    r = conditional_variance(data, lambda i, y: 0, 10)  # one group: nothing explained
+    assert abs(r["explained"]) < 1e-6
