@@ -62,6 +62,8 @@ NUMBERS: dict[str, Range] = {
     "task.jump_length": Range(1, lambda T: T, integer=True),  # RePaint uses j = 10; 0 would never advance
     "task.frames": Range(2, 1000, integer=True),  # zoom
     "task.scale": Range(0.2, 1, hi_open=True),  # zoom: shrink factor per frame
+    "task.overlap": Range(0, 16, integer=True),  # zoom: pixels regenerated inside the pasted frame (its own check:
+    # less than half the pasted frame)
 }
 
 CHOICES: dict[str, tuple] = {
