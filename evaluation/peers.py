@@ -50,10 +50,11 @@ def model_config(name: str, data: dict[str, Any]) -> dict[str, Any]:
     node = yaml.safe_load(path.read_text())
     for key, value in node.items():
         if isinstance(value, str) and "${" in value:
-            match = re.fullmatch(r"\$\{data\.(\w+)\}", value)
-            if match is None or match.group(1) not in data:
+            # ${data.<key>}, or ${oc.select:data.<key>,<default>} (the default used when data has no such key)
+            match = re.fullmatch(r"\$\{(oc\.select:)?data\.(\w+)(?:,(\w+))?\}", value)
+            if match is None or (match.group(2) not in data and match.group(3) is None):
                 raise ValueError(f"configs/model/{name}.yaml: {key}: {value} is not one of ${{data.<key>}}")
-            node[key] = data[match.group(1)]
+            node[key] = data.get(match.group(2), match.group(3))
     return node
 
 
