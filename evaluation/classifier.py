@@ -44,6 +44,34 @@ def accuracy(net: Classifier, dataset: Dataset, batch_size: int = 256, device: s
     return correct / n
 
 
+def fit_classifier(net: torch.nn.Module, loader: DataLoader, loss_fn: Callable, *, steps: int, batch_size: int,
+                   lr: float, device: str, log: Callable[[str], None], name: str) -> torch.nn.Module:
+    """Train ``net`` for ``steps`` batches of ``loader`` (cycled) on ``loss_fn(net(x), y)`` with AdamW (weight
+    decay 0.05), linear warm-up over 5% of the steps and cosine decay, logging ten times; returns it in train mode."""
+    net = net.to(device).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    step, start, running = 0, time.perf_counter(), []
+    while step < steps:
+        for x, y in loader:
+            loss = loss_fn(net(x.to(device)), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            running.append(loss.item())
+            if step % max(1, steps // 10) == 0 or step == steps:
+                log(f"{name} step {step}/{steps}  loss {sum(running) / len(running):.4f}  "
+                    f"{step * batch_size / (time.perf_counter() - start):.0f} img/s")
+                running = []
+            if step == steps:
+                break
+    return net
+
+
 def train_classifier(
     train_set: Dataset, val_set: Dataset, *, channels: int, num_classes: int, image_size: int, steps: int,
     batch_size: int, lr: float, width: int, seed: int, device: str = "cpu", log: Callable[[str], None] = print,
@@ -53,29 +81,10 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without moving the caller's global RNG
         torch.manual_seed(seed)
         net = Classifier(channels, num_classes, image_size, width)
-    net = net.to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) >= batch_size,
                         generator=torch.Generator().manual_seed(seed))
-    step, start, running = 0, time.perf_counter(), []
-    while step < steps:
-        for x, y in loader:
-            loss = F.cross_entropy(net(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            running.append(loss.item())
-            if step % max(1, steps // 10) == 0 or step == steps:
-                log(f"classifier step {step}/{steps}  loss {sum(running) / len(running):.4f}  "
-                    f"{step * batch_size / (time.perf_counter() - start):.0f} img/s")
-                running = []
-            if step == steps:
-                break
+    fit_classifier(net, loader, F.cross_entropy, steps=steps, batch_size=batch_size, lr=lr,
+                   device=device, log=log, name="classifier")
     net.eval()
     return net, accuracy(net, val_set, device=device)
 

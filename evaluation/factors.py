@@ -15,7 +15,6 @@ whose edges are straight, lowest).
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import time
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from data.procedural import FACTORS, ProceduralShapes, shape_mask
-from evaluation.classifier import cache_root, node_digest
+from evaluation.classifier import cache_root, fit_classifier, node_digest
 from models.classifier import FactorClassifier
 
 # Settings of the cached classifier (configs/train_factor_classifier.yaml holds the same values).
@@ -71,31 +70,14 @@ def train_factor_classifier(
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without moving the caller's global RNG
         torch.manual_seed(seed)
         net = FactorClassifier(channels, HEADS, image_size, width)
-    net = net.to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     # in order: the items are independent draws already
     loader = DataLoader(train_set, batch_size=batch_size, drop_last=len(train_set) >= batch_size)
-    step, start, running = 0, time.perf_counter(), []
-    while step < steps:
-        for x, y in loader:
-            logits = net(x.to(device))
-            y = y.to(device)
-            loss = sum(F.cross_entropy(logits[name], y[:, k]) for k, name in enumerate(FACTORS))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            running.append(loss.item())
-            if step % max(1, steps // 10) == 0 or step == steps:
-                log(f"factor classifier step {step}/{steps}  loss {sum(running) / len(running):.4f}  "
-                    f"{step * batch_size / (time.perf_counter() - start):.0f} img/s")
-                running = []
-            if step == steps:
-                break
+
+    def loss_fn(logits: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        return sum(F.cross_entropy(logits[name], y[:, k]) for k, name in enumerate(FACTORS))
+
+    fit_classifier(net, loader, loss_fn, steps=steps, batch_size=batch_size, lr=lr, device=device, log=log,
+                   name="factor classifier")
     return net.eval()
 
 
