@@ -64,6 +64,8 @@ NUMBERS: dict[str, Range] = {
     "task.scale": Range(0.2, 1, hi_open=True),  # zoom: shrink factor per frame
     "task.overlap": Range(0, 16, integer=True),  # zoom: pixels regenerated inside the pasted frame (its own check:
     # less than half the pasted frame)
+    "task.jigsaw": Range(2, 64, integer=True),  # anagram: pieces per side (its own check: it divides the size)
+    "task.sigma": Range(0, 8, lo_open=True),  # hybrid: low-pass std in pixels (its own check: the kernel fits)
 }
 
 CHOICES: dict[str, tuple] = {
@@ -73,6 +75,7 @@ CHOICES: dict[str, tuple] = {
     "task.save_trajectory": (True, False),
     "overwrite": (True, False),
     "task.direction": ("in", "out"),
+    "task.kind": ("low_high", "grey_colour"),  # hybrid
 }
 
 _MISSING = object()
