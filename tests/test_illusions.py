@@ -79,11 +79,11 @@ def test_anagram_of_gaussians_is_the_gaussian_of_the_view_averaged_mean():
         got, want = denoiser(x_T, tt), target(x_T, tt)
         assert torch.allclose(got.eps, want.eps, atol=1e-5) and torch.allclose(got.x0, want.x0, atol=1e-5)
     assert abs(denoiser(x_T, torch.full((len(x_T),), 999)).eps.var().item() - 1.0) < 0.01
-    small = x_T
-    ts = make_timesteps(1000, 200, "trailing")  # DDIM-200's own shrinkage of the variance is about 1%
+    small = x_T[:500]
+    ts = make_timesteps(1000, 100, "trailing")  # DDIM-100 shrinks the variance by about 2.5% itself
     x0 = sample_ddim(denoiser, small, schedule, ts, clip_x0=False)
     assert torch.allclose(x0, sample_ddim(target, small, schedule, ts, clip_x0=False), atol=1e-6)
-    assert abs(x0.var(0).mean().item() - 1.0) < 0.04  # 1,000 samples
+    assert abs(x0.var(0).mean().item() - 1.0) < 0.04  # 500 samples
 
 
 @pytest.mark.parametrize("kind", ["low_high", "grey_colour"])
