@@ -42,13 +42,24 @@ def _illusion_error(fn, *args, **kwargs):
 
 
 def _sample(job: Job, combine, values: list, n: int, batch_size: int) -> torch.Tensor:
-    """n samples of the denoiser ``combine(denoisers)`` built from one guided denoiser per condition value."""
+    """n samples (n, C, H, W) in [-1, 1] of the denoiser ``combine(denoisers)`` built from one guided denoiser
+    per condition value."""
     model = job.model
     return sample_batches(
         lambda start, b: combine([job.denoiser(v, b) for v in values]), model.image_shape, n=n,
         schedule=model.schedule, sampler=job.sampler, timesteps=job.timesteps(), seed=job.seed,
         batch_size=batch_size, device=job.device, progress=True,
     )
+
+
+def sample_anagrams(job: Job, views: list[View], values: list, n: int, batch_size: int = 16) -> torch.Tensor:
+    """n anagram images (n, C, H, W): condition values[v] (checked, see illusion_conditions) under views[v]."""
+    return _sample(job, lambda dens: anagram_denoiser(dens, views), values, n, batch_size)
+
+
+def sample_hybrids(job: Job, components: list, values: list, n: int, batch_size: int = 16) -> torch.Tensor:
+    """n factorized images (n, C, H, W): component i follows condition values[i]."""
+    return _sample(job, lambda dens: factorized_denoiser(dens, components), values, n, batch_size)
 
 
 def _describe(values: list) -> list[str]:
@@ -131,7 +142,7 @@ def anagram(job: Job, views: list[str] = ("identity", "rot180"), labels: list[in
     if len({v.name for v in view_list}) != len(view_list):
         raise InputError(f"task.views: each view once, got {list(views)}")
     values = illusion_conditions(job, labels, prompts, len(view_list), "view")
-    images = _sample(job, lambda dens: anagram_denoiser(dens, view_list), values, n, batch_size)
+    images = sample_anagrams(job, view_list, values, n, batch_size)
     names = [f"{v.name}: {c}" for v, c in zip(view_list, _describe(values))]
     outputs: dict = {
         "views.png": captioned_rows([v.apply(images) for v in view_list], names),
@@ -158,7 +169,7 @@ def hybrid(job: Job, labels: list[int] | None = None, prompts: list[str] | None 
         raise InputError(f"task.sigma={sigma}: the blur kernel (radius 3 sigma) must fit the {size}-pixel image")
     components = _illusion_error(make_components, kind, sigma, model.image_shape[0])
     values = illusion_conditions(job, labels, prompts, len(components), "component")
-    images = _sample(job, lambda dens: factorized_denoiser(dens, components), values, n, batch_size)
+    images = sample_hybrids(job, components, values, n, batch_size)
     described = _describe(values)
     rows = [images] + [c.apply(images) for c in components]
     captions = ["hybrid"] + [f"{c.name}: {d}" for c, d in zip(components, described)]

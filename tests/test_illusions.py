@@ -186,3 +186,22 @@ def test_labels_on_a_text_model_are_refused(text_ckpt, tmp_path, capsys):
     assert _run(text_ckpt, tmp_path / "o", "task=anagram", "task.labels=[1,2]") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "text" in err
+
+
+def test_anagram_accuracy_scores_each_view_against_its_own_condition(tiny_ckpts):
+    """evaluation.illusions: view v's score sees view_v(image) with condition v (a recording scorer)."""
+    from evaluation.illusions import anagram_accuracy, hybrid_accuracy
+
+    job, _ = build_job(compose_config("sample", [f"ckpt={tiny_ckpts['cond']}", "sampler.steps=2"]))
+    seen = []
+    score = lambda images, c: (seen.append((images, c)), float(c == 1))[1]  # noqa: E731
+    r = anagram_accuracy(job, score, ["identity", "rot180"], [1, 2], n=2)
+    assert r["accuracy"] == [1.0, 0.0] and r["all"] == 0.0 and r["views"] == ["identity", "rot180"]
+    first = [im for im, c in seen if c == 1]
+    second = [im for im, c in seen if c == 2]
+    for a, b in zip(first, second):
+        assert torch.equal(torch.rot90(a, 2, (-2, -1)), b)
+    seen.clear()
+    h = hybrid_accuracy(job, score, [1, 2], n=2, sigma=1.0)
+    low = make_components("low_high", 1.0)[0].apply(h["images"])
+    assert torch.allclose(seen[0][0], low) and seen[0][1] == 1 and seen[1][1] == 2
