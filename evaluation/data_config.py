@@ -95,3 +95,15 @@ def class_captions(node: dict[str, Any]) -> list[str] | None:
     except Exception:
         return None
     return cls.label_captions() if hasattr(cls, "label_captions") else None
+
+
+def reference_captions(node: dict[str, Any]) -> list[str] | None:
+    """The captions of the real images of the data node's train split (caption i of image i), or None when its
+    dataset has labels or no captions: a text model on unlabelled captioned data (emoji, folder) is evaluated
+    with sample i drawn under caption i."""
+    if node.get("num_classes") is not None:
+        return None
+    dataset = build_dataset(node["train"])
+    if not hasattr(dataset, "caption"):
+        return None
+    return [dataset.caption(i) for i in range(len(dataset))]

@@ -136,6 +136,7 @@ def evaluate(
     device: str,
     started: float | None = None,
     class_prompts: list[str] | None = None,
+    sample_prompts: list[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Generate ``n`` samples of ``model`` with ``sampler`` over ``timesteps`` and compute ``metrics`` against
@@ -143,24 +144,31 @@ def evaluate(
     the flat report (scalar values). ``sampler_settings``: the sampler's keywords, reported as sampler_<key>;
     ``classifier``: steps, batch_size, lr and width of the classifier when it has to be trained; ``started``:
     time.perf_counter() when the run began (total_seconds counts from there; default: this call);
-    ``class_prompts``: a text model samples class k with prompt k (the dataset's "a photo of a <class>")."""
+    ``class_prompts``: a text model samples class k with prompt k (the dataset's "a photo of a <class>");
+    ``sample_prompts``: a text model on unlabelled captioned data samples image i with prompt i (the captions of
+    the reference images, as text-to-image FID on COCO does)."""
     t0 = time.perf_counter() if started is None else started
     conditional = model.num_classes is not None
     prompts = None
     if model.encoder is not None and class_prompts:  # a text model on labelled data: "a photo of a <class>"
         prompts, conditional = class_prompts, True
         log(f"text model: class i is sampled with the prompt {prompts[0]!r}, ... ({len(prompts)} classes)")
-    num_classes = len(prompts) if prompts else model.num_classes
+    if model.encoder is not None and sample_prompts and not prompts:  # unlabelled captioned data: one prompt each
+        prompts = list(dict.fromkeys(sample_prompts))
+        log(f"text model: sample i is drawn with caption i of the reference images ({len(prompts)} distinct)")
+    captioned = prompts is not None and not class_prompts
+    num_classes = None if captioned else len(prompts) if prompts else model.num_classes
     if model.num_classes is not None and data_cfg.get("num_classes") != model.num_classes:
         raise InputError(f"the model has {model.num_classes} classes, {data_name} has {data_cfg.get('num_classes')}")
-    if guidance.active and not conditional:
+    if guidance.active and not (conditional or captioned):
         raise InputError("guidance needs a class-conditional model")
     if "fid" in metrics and n < 10000:
         log(f"note: FID-{count_name(n)} is biased upwards at small n: compare it only with FID at the same n, "
             "never with published FID-10k/50k")
     wants_acc = "acc" in metrics and conditional
     if "acc" in metrics and not conditional:
-        log("note: acc skipped: the model is unconditional, samples have no class to check")
+        log("note: acc skipped: " + ("the data has no classes" if captioned else
+                                     "the model is unconditional, samples have no class to check"))
     inception = InceptionFeatures(device=device) if INCEPTION_METRICS & set(metrics) else None
     if inception is not None and torch.device(device).type == "cpu":
         images = n + real_n
@@ -172,7 +180,11 @@ def evaluate(
     cond, null = labels, torch.full((n,), num_classes) if conditional else None
     if model.encoder is not None:  # prompts for the classes (or the empty caption), the empty caption as null
         encoded = model.encoder.encode(prompts or [""])
-        cond = encoded.index(labels if prompts else torch.zeros(n, dtype=torch.long))
+        if captioned:  # prompt i % len(sample_prompts) for sample i
+            index = {p: k for k, p in enumerate(prompts)}
+            cond = encoded.index(torch.tensor([index[sample_prompts[i % len(sample_prompts)]] for i in range(n)]))
+        else:
+            cond = encoded.index(labels if prompts else torch.zeros(n, dtype=torch.long))
         null = model.encoder.encode([""]).repeat(n)
     steps = len(timesteps)
     log(f"sampling {n} images: {sampler_name} {steps} steps ({spacing}), guidance {guidance.scale}, {device}")
@@ -230,7 +242,8 @@ def evaluate(
         "dataset": data_name,
         "image_size": model.image_shape[1],
         "channels": model.image_shape[0],
-        "labels": f"balanced, i % {num_classes}" if conditional else "none (unconditional)",
+        "labels": f"balanced, i % {num_classes}" if conditional else
+                  "the reference images' captions" if captioned else "none (unconditional)",
         "checkpoint": str(Path(checkpoint).resolve()),
         "weights": weights,
         "sampler": sampler_name,

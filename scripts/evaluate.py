@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from data import DatasetError
 from diffusion.guidance import Guidance
 from diffusion.samplers import make_timesteps
-from evaluation.data_config import class_captions, data_node, split_data_overrides
+from evaluation.data_config import class_captions, data_node, reference_captions, split_data_overrides
 from evaluation.features import FeatureError
 from evaluation.report import check_options, evaluate, format_report
 from sampling.atomic import OutputError, atomic_write_text
@@ -50,6 +50,7 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
         timesteps=make_timesteps(model.schedule.num_timesteps, steps, spacing), spacing=spacing,
         guidance=Guidance(float(opts["guidance"])), device=str(check_device(cfg.device)), started=started,
         class_prompts=class_captions(data_cfg) if model.encoder is not None else None,
+        sample_prompts=reference_captions(data_cfg) if model.encoder is not None else None,
         **{k: opts[k] for k in ("metrics", "n", "real_n", "batch_size", "seed", "k", "kid_subsets",
                                 "kid_subset_size", "classifier")},
     )
