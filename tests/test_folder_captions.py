@@ -172,3 +172,14 @@ def test_folder_config_builds_a_captioned_folder(tmp_path):
     train, val = dm.train_set, dm.val_set
     assert len(train) + len(val) == 8
     assert sorted(train.captions() + val.captions()) == [f"shade {k}" for k in range(8)]
+
+
+def test_reference_captions_for_captioned_unlabelled_data(animals):
+    """evaluate.py draws sample i of a text model on unlabelled captioned data under caption i of the real images."""
+    from evaluation.data_config import reference_captions
+
+    write_metadata(animals, [{"file_name": f, "text": f"caption {f}"} for f in ("cat/a.png", "cat/b.png", "dog/c.png")])
+    node = {"num_classes": None, "train": {"_target_": "data.folder.ImageFolder", "root": str(animals),
+                                           "image_size": 8}}
+    assert reference_captions(node) == ["caption cat/a.png", "caption cat/b.png", "caption dog/c.png"]
+    assert reference_captions({**node, "num_classes": 2}) is None  # labelled data: "a photo of a <class>" instead
