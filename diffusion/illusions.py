@@ -94,7 +94,8 @@ def check_view(view: View, shape: tuple[int, int, int], trials: int = 4, tol: fl
         x = torch.randn((2, *shape), generator=g, dtype=torch.float64)
         y = view.apply(x)
         if y.shape != x.shape:
-            raise IllusionError(f"view {view.name!r} changes the image shape {tuple(x.shape[1:])} -> {tuple(y.shape[1:])}")
+            raise IllusionError(f"view {view.name!r} changes the image shape {tuple(x.shape[1:])} -> "
+                                f"{tuple(y.shape[1:])}")
         if not torch.allclose(view.inverse(y), x, atol=tol, rtol=0):
             raise IllusionError(f"view {view.name!r}: its inverse does not give back the input")
         if not torch.allclose(y.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), atol=tol, rtol=tol):

@@ -11,8 +11,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.utils import make_grid
 
-from diffusion.illusions import (IllusionError, View, anagram_denoiser, factorized_denoiser, make_components,
-                                 make_view)
+from diffusion.illusions import IllusionError, View, anagram_denoiser, factorized_denoiser, make_components, make_view
 from sampling.generate import sample_batches
 from sampling.io import InputError, captioned_rows, labelled_strip, to_pil
 from sampling.job import Job, check_condition

@@ -1,7 +1,8 @@
 """Classifier accuracy of visual anagrams and hybrid images made with a checkpoint (issue 11).
 
     .venv/bin/python scripts/illusion_accuracy.py ckpt=runs/<fashion run>/checkpoints/last.ckpt
-    .venv/bin/python scripts/illusion_accuracy.py ckpt=<text model> anagrams='[["a red triangle","a blue circle",rot180]]'
+    .venv/bin/python scripts/illusion_accuracy.py ckpt=<text model> \
+        anagrams='[["a red triangle","a blue circle",rot180]]'
 
 Settings: configs/illusion_accuracy.yaml; evaluation/illusions.py does the work. Prints a markdown table, writes the
 report as JSON (and views.png, the first 8 images of each pair under each view) to out=. Bad input gets a one-line
@@ -43,7 +44,8 @@ def scorer(model):
 
 def run(cfg: DictConfig) -> None:
     opts = to_dict(cfg)
-    out = Path(opts["out"]) if opts["out"] else Path(opts["ckpt"]).with_name(Path(opts["ckpt"]).stem + ".illusions.json")
+    ckpt = Path(opts["ckpt"])
+    out = Path(opts["out"]) if opts["out"] else ckpt.with_name(ckpt.stem + ".illusions.json")
     model = load_model(opts["ckpt"], opts["weights"])
     job, _ = build_job(compose_config("sample", [
         f"ckpt={opts['ckpt']}", f"weights={opts['weights']}", f"sampler={opts['sampler']}",

@@ -8,8 +8,16 @@ import pytest
 import torch
 
 import sample
-from diffusion.illusions import (VIEWS, IllusionError, View, anagram_denoiser, check_view, factorized_denoiser,
-                                 make_components, make_view)
+from diffusion.illusions import (
+    VIEWS,
+    IllusionError,
+    View,
+    anagram_denoiser,
+    check_view,
+    factorized_denoiser,
+    make_components,
+    make_view,
+)
 from diffusion.samplers import make_timesteps, sample_ddim
 from diffusion.schedules import cosine_schedule
 from sampling.cli import build_job, compose_config
@@ -114,20 +122,27 @@ def _run(ckpt, out, *overrides):
     return sample.main([f"ckpt={ckpt}", f"out={out}", "sampler.steps=3", *overrides])
 
 
+def _pixels(outputs: dict) -> torch.Tensor:
+    """The sample_XXXX.png images of a task's outputs as one integer tensor."""
+    return torch.stack([torch.tensor(list(v.getdata())) for k, v in sorted(outputs.items()) if k.startswith("sample_")])
+
+
 def test_hybrid_task_with_equal_labels_is_generate(tiny_ckpts, tmp_path):
     """Both conditions the same label: factorized sampling gives generate's images (same seeds, same sampler)."""
     ckpt = tiny_ckpts["cond"]
-    cfg = lambda *o: compose_config("sample", [f"ckpt={ckpt}", "sampler=ddpm", "sampler.steps=4", "n=3", *o])
+    def cfg(*o):
+        return compose_config("sample", [f"ckpt={ckpt}", "sampler=ddpm", "sampler.steps=4", "n=3", *o])
     job, task = build_job(cfg("task=hybrid", "task.labels=[1,1]", "guidance=2"))
-    hybrid = torch.stack([torch.tensor(list(v.getdata())) for k, v in sorted(task(job).items()) if k.startswith("sample_")])
+    hybrid = _pixels(task(job))
     job, task = build_job(cfg("label=1", "guidance=2"))
-    plain = torch.stack([torch.tensor(list(v.getdata())) for k, v in sorted(task(job).items()) if k.startswith("sample_")])
+    plain = _pixels(task(job))
     assert (hybrid - plain).abs().max() <= 1  # the same images up to one level of 8-bit rounding
 
 
 def test_anagram_task_with_one_identity_view_is_generate(tiny_ckpts):
     ckpt = tiny_ckpts["cond"]
-    cfg = lambda *o: compose_config("sample", [f"ckpt={ckpt}", "sampler=ddim", "sampler.steps=4", "n=2", *o])
+    def cfg(*o):
+        return compose_config("sample", [f"ckpt={ckpt}", "sampler=ddim", "sampler.steps=4", "n=2", *o])
     job, task = build_job(cfg("task=anagram", "task.views=[identity]", "task.labels=[2]"))
     a = task(job)
     job, task = build_job(cfg("label=2"))
