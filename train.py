@@ -71,6 +71,13 @@ def check_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
             check_number(key, value, lo, hi, integer=integer, lo_open=lo_open)
+    low_res = OmegaConf.select(cfg, "model.low_res", default=None)
+    if low_res is not None:  # a super-resolution stage (model=unet_sr)
+        check_number("model.aug_max", cfg.model.get("aug_max", 0), 0, None, integer=True)
+        size = cfg.data.image_size
+        if not (isinstance(low_res, int) and 1 <= low_res < size and size % low_res == 0):
+            raise InputError(f"model.low_res={low_res} must divide data.image_size={size} and be smaller: a "
+                             f"super-resolution stage upscales from it (e.g. data.image_size=64 model.low_res=32)")
 
 
 def caption_cache(cfg: DictConfig, datamodule) -> tuple[CaptionCache, dict]:

@@ -12,8 +12,9 @@ from diffusion.schedules import Schedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], Prediction]
 
-# A network's condition is None, a label tensor (B,), or a tuple of batched tensors (a text model's
-# TextCond(tokens, mask, pooled)). The helpers below treat all three alike, so nothing here knows the type.
+# A network's condition is None, a label tensor (B,), a tuple of batched tensors (a text model's
+# TextCond(tokens, mask, pooled)), or a tuple holding conditions (a super-resolution model's SRCond). The helpers
+# below treat them all alike, so nothing here knows the type.
 
 
 def cond_map(cond, fn: Callable[[torch.Tensor], torch.Tensor]):
@@ -22,14 +23,16 @@ def cond_map(cond, fn: Callable[[torch.Tensor], torch.Tensor]):
         return None
     if isinstance(cond, torch.Tensor):
         return fn(cond)
-    return type(cond)(*(fn(x) for x in cond))
+    return type(cond)(*(cond_map(x, fn) for x in cond))  # nested: a super-resolution model's SRCond
 
 
 def cond_cat(a, b):
     """Two conditions concatenated along the batch (for the batched CFG pass)."""
+    if a is None:
+        return None
     if isinstance(a, torch.Tensor):
         return torch.cat([a, b])
-    return type(a)(*(torch.cat([x, y]) for x, y in zip(a, b)))
+    return type(a)(*(cond_cat(x, y) for x, y in zip(a, b)))
 
 
 def cond_slice(cond, start: int, stop: int):

@@ -7,6 +7,7 @@ chains are all just different lists (see ``make_timesteps``).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -45,6 +46,53 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", sta
     else:
         raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     return sorted(set(ts), reverse=True)
+
+
+SCHEDULE_SPACINGS = SPACINGS + ("logsnr", "karras")  # what ``schedule_timesteps`` accepts
+
+
+def schedule_timesteps(
+    schedule: Schedule, steps: int, spacing: str = "uniform", start: int | None = None, rho: float = 7.0
+) -> list[int]:
+    """A decreasing list of ``steps`` distinct timesteps in [0, T-1] (or [0, start]) for spacings that need the
+    schedule; the spacings of ``make_timesteps`` are passed to it unchanged.
+
+    logsnr: uniform in log-SNR from t = T-1 (or ``start``) down to t = 0, both ends included (Lu et al. 2022,
+    DPM-Solver, sec. 3.3 "logSNR"); karras: Karras et al. 2022, eq. 5, sigma_i = (sigma_max^(1/rho) + i/(N-1)
+    (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho with sigma = sqrt((1 - alpha_bar)/alpha_bar) and sigma_min/max
+    the schedule's ends. Each target goes to the timestep nearest in log sigma (k-diffusion's quantized
+    ``sigma_to_t``); timesteps that collide after rounding (many at the low-noise end) move up one by one, so the
+    list keeps ``steps`` distinct values.
+    """
+    if spacing in SPACINGS:
+        return make_timesteps(schedule.num_timesteps, steps, spacing, start)
+    if spacing not in SCHEDULE_SPACINGS:
+        raise ValueError(f"spacing must be one of {SCHEDULE_SPACINGS}, got {spacing!r}")
+    T = schedule.num_timesteps
+    top = T - 1 if start is None else start
+    if not 0 <= top < T:
+        raise ValueError(f"start must be in [0, {T - 1}], got {start}")
+    if start is not None:
+        steps = min(steps, top + 1)  # as make_timesteps does for partial chains
+    if not 1 <= steps <= top + 1:
+        raise ValueError(f"steps must be in [1, {top + 1}], got {steps}")
+    ab = schedule.alphas_cumprod[: top + 1]
+    if ab[-1] <= 0:
+        raise ValueError(f"{spacing!r} spacing needs alpha_bar > 0 at t = {top} (sigma is infinite at zero "
+                         "terminal SNR); use 'trailing'")
+    log_sigma = 0.5 * (torch.log1p(-ab) - torch.log(ab))  # (top + 1,), increasing in t
+    lo, hi = log_sigma[0].item(), log_sigma[-1].item()
+    if spacing == "logsnr":
+        targets = torch.linspace(hi, lo, steps, dtype=torch.float64)
+    else:
+        ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+        s_max, s_min = math.exp(hi / rho), math.exp(lo / rho)  # sigma^(1/rho) at the two ends
+        targets = rho * torch.log(s_max + ramp * (s_min - s_max))
+    ts = (targets[:, None] - log_sigma[None, :]).abs().argmin(dim=1).tolist()[::-1]  # increasing
+    for i in range(1, steps):  # collisions move up, then the top is capped so the list still fits in [0, top]
+        ts[i] = max(ts[i], ts[i - 1] + 1)
+    ts = [min(t, top - (steps - 1 - i)) for i, t in enumerate(ts)]
+    return ts[::-1]
 
 
 Generators = torch.Generator | Sequence[torch.Generator] | None

@@ -42,7 +42,7 @@ def anagram_accuracy(job: Job, score: Scorer, views: list[str], conditions: list
     condition, and "all": the fraction of images right under every view."""
     view_list = [make_view(v, job.model.image_shape, jigsaw) for v in views]
     values = _values(job, conditions, len(view_list), "view")
-    images = sample_anagrams(job, view_list, values, n, batch_size)
+    images, _ = sample_anagrams(job, view_list, values, n, batch_size)
     per_view = [torch.tensor([score(v.apply(x[None]), c) for x in images]) for v, c in zip(view_list, values)]
     return {"views": [v.name for v in view_list], "conditions": values, "n": n,
             "accuracy": [float(a.mean()) for a in per_view],
@@ -55,7 +55,7 @@ def hybrid_accuracy(job: Job, score: Scorer, conditions: list, n: int, sigma: fl
     band removed (the high band) against condition 2; and, as the baseline, of the whole image against each."""
     low, high = make_components("low_high", sigma, job.model.image_shape[0])
     values = _values(job, conditions, 2, "component")
-    images = sample_hybrids(job, [low, high], values, n, batch_size)
+    images, _ = sample_hybrids(job, [low, high], values, n, batch_size)
     return {"conditions": values, "sigma": sigma, "n": n,
             "low_vs_1": score(low.apply(images), values[0]), "high_vs_2": score(high.apply(images), values[1]),
             "full_vs_1": score(images, values[0]), "full_vs_2": score(images, values[1]), "images": images}

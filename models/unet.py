@@ -238,18 +238,26 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) int or float, cond: (B,) labels or None (= null label), or for a text model a
         TextCond (tokens (B, L, Dt), mask (B, L), pooled (B, Dt)) -> (B, C', H, W)."""
-        B, _, H, W = x.shape
-        if H % self.factor or W % self.factor:
-            raise ValueError(f"input {H}x{W} is not divisible by the U-Net's downsampling {self.factor}")
+        emb, context = self.embed(t, cond, x.shape[0])
+        return self.body(x, emb, context)
+
+    def embed(self, t: torch.Tensor, cond, batch_size: int) -> tuple[torch.Tensor, tuple | None]:
+        """(the embedding (B, E) of t and the label or pooled text, the text context or None)."""
         emb = self.time_embed(t)  # (B, E)
         context = None
         if self.cond == "text":
-            tokens, mask, pooled = text_parts(cond, B)
+            tokens, mask, pooled = text_parts(cond, batch_size)
             emb = emb + self.pooled_embed(pooled.to(self.context_norm.weight.dtype))  # (B, E)
             context = (self.context_norm(tokens.to(self.context_norm.weight.dtype)), mask)  # (B, L, Dt), (B, L)
         elif self.label_embed is not None:
-            emb = emb + self.label_embed(cond, B)  # (B, E)
+            emb = emb + self.label_embed(cond, batch_size)  # (B, E)
+        return emb, context
 
+    def body(self, x: torch.Tensor, emb: torch.Tensor, context: tuple | None) -> torch.Tensor:
+        """The encoder, middle and decoder over x (B, Cin, H, W) given the embedding and context -> (B, C', H, W)."""
+        _, _, H, W = x.shape
+        if H % self.factor or W % self.factor:
+            raise ValueError(f"input {H}x{W} is not divisible by the U-Net's downsampling {self.factor}")
         h = self.input_conv(x)  # (B, base, H, W)
         skips = [h]
         for block in self.down:
@@ -262,3 +270,52 @@ class UNet(nn.Module):
             else:
                 h = block(torch.cat([h, skips.pop()], dim=1), emb, context)  # (B, base * mult, Hi, Wi)
         return self.out(h)  # (B, C', H, W)
+
+
+class SuperResUNet(UNet):
+    """The cascade's second stage (Ho et al. 2022; Saharia et al. 2022, Imagen's super-resolution U-Nets): a
+    U-Net over the noisy high-resolution image concatenated with the upsampled, noise-augmented low-resolution
+    image (2C input channels), with the augmentation level s embedded like a timestep and added to the
+    embedding (CDM sec. 4.2). ``cond`` is a diffusion.cascade.SRCond(low, aug_t, base condition)."""
+
+    def __init__(
+        self,
+        low_res: int = 32,
+        aug_max: int = 500,
+        in_channels: int = 3,
+        base_channels: int = 128,
+        channel_mult: Sequence[int] = (1, 2, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: Sequence[int] = (16,),
+        image_size: int = 64,
+        dropout: float = 0.0,
+        num_heads: int = 4,
+        num_classes: int | None = None,
+        learn_sigma: bool = False,
+        use_scale_shift_norm: bool = True,
+        num_groups: int = 32,
+        cond: str = "label",
+        text_dim: int = 384,
+    ):
+        # every argument named (no **kwargs): the checkpoint loader admits only a constructor's own parameters
+        super().__init__(in_channels, base_channels, channel_mult, num_res_blocks, attention_resolutions, image_size,
+                         dropout, num_heads, num_classes, learn_sigma, use_scale_shift_norm, num_groups, cond, text_dim)
+        if not 1 <= low_res < image_size:
+            raise ValueError(f"low_res must be in [1, image_size={image_size}), got {low_res}")
+        if aug_max < 0:
+            raise ValueError(f"aug_max must be >= 0, got {aug_max}")
+        # aug_max: training draws the augmentation level s uniformly from [0, aug_max] (kept with the weights)
+        self.low_res, self.aug_max, self.image_size = low_res, aug_max, image_size
+        self.input_conv = nn.Conv2d(2 * in_channels, base_channels, 3, padding=1)
+        self.aug_embed = TimestepEmbedder(4 * base_channels, frequency_embedding_size=base_channels)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,), cond SRCond(low (B, C, H, W), aug_t (B,), base cond) -> (B, C', H, W)."""
+        if not (isinstance(cond, tuple) and hasattr(cond, "low") and hasattr(cond, "aug_t")):
+            raise ValueError("a super-resolution network needs cond = SRCond(low, aug_t, cond) "
+                             "(diffusion/cascade.py)")
+        if cond.low.shape != x.shape:
+            raise ValueError(f"low-resolution input {tuple(cond.low.shape)} must be upsampled to {tuple(x.shape)}")
+        emb, context = self.embed(t, cond.cond, x.shape[0])
+        emb = emb + self.aug_embed(cond.aug_t)  # (B, E)
+        return self.body(torch.cat([x, cond.low.to(x.dtype)], dim=1), emb, context)

@@ -26,10 +26,12 @@ from diffusion.parametrization import PREDICTIONS, Parametrization, make_paramet
 from diffusion.schedules import Schedule, cosine_schedule, linear_schedule, sigmoid_schedule
 from models.dit import DiT
 from models.text import EncoderError, TextEncoder, encoder_for
-from models.unet import UNet
+from models.unet import SuperResUNet, UNet
 
 # The only callables a checkpoint's config may name. A new backbone or schedule is added here.
-MODELS: dict[str, Callable[..., nn.Module]] = {"models.unet.UNet": UNet, "models.dit.DiT": DiT}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "models.unet.UNet": UNet, "models.unet.SuperResUNet": SuperResUNet, "models.dit.DiT": DiT,
+}
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "diffusion.schedules.linear_schedule": linear_schedule,
     "diffusion.schedules.cosine_schedule": cosine_schedule,
@@ -52,6 +54,11 @@ class LoadedModel:
     image_shape: tuple[int, int, int]  # (C, H, W)
     config: dict
     encoder: TextEncoder | None = None  # a text model's frozen text encoder (the one its checkpoint records)
+
+    @property
+    def low_res(self) -> int | None:
+        """The resolution a super-resolution stage upscales from; None for a base model."""
+        return getattr(self.net, "low_res", None)
 
     @property
     def cond_kind(self) -> str | None:

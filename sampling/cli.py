@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from diffusion.guidance import Guidance
+from sampling.cascade import check_stage2
 from sampling.checkpoint import LoadedModel, load_model
-from sampling.checks import InputError
+from sampling.checks import InputError, check_number
 from sampling.job import Job
 from sampling.settings import check_device, check_settings
 
@@ -65,6 +66,9 @@ def run_tool(main: Callable[[DictConfig], object], name: str, argv: list[str] | 
     return 0
 
 
+# The tasks a stage2= upscaler can follow: their outputs are images of the base model's size.
+STAGE2_TASKS = ("generate", "anagram", "hybrid")
+
 # Top-level sample.yaml keys that are short for the task parameter of the same name.
 TASK_INPUTS = ("n", "batch_size", "label", "prompt", "prompts", "save_trajectory", "image", "mask")
 
@@ -87,10 +91,21 @@ def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, C
     model = model or load_model(cfg.ckpt, cfg.weights)
     check_settings(cfg, model.schedule.num_timesteps)
     device = check_device(cfg.device)
+    if model.low_res is not None and task_name != "upscale":
+        raise InputError(f"{cfg.ckpt}: an upscaler (model=unet_sr) runs task=upscale image=<file>, or follows a base "
+                         f"model as stage2=; not task={task_name}")
+    stage2 = None
+    if cfg.get("stage2") is not None:
+        if task_name not in STAGE2_TASKS:
+            raise InputError(f"stage2=: task={task_name} has no second stage (it follows {', '.join(STAGE2_TASKS)})")
+        stage2 = load_model(cfg.stage2, cfg.weights)
+        check_stage2(model, stage2, cfg.stage2)
+        check_number("stage2_aug", cfg.stage2_aug, 0, stage2.schedule.num_timesteps - 1, integer=True)
+        stage2.net.to(device)
     model.net.to(device)
     sampler_cfg = to_dict(cfg.sampler)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
     guidance = Guidance(cfg.guidance, cfg.guidance_rescale, cfg.guidance_batched)
     job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights,
-              negative_prompt=cfg.negative_prompt)
+              negative_prompt=cfg.negative_prompt, stage2=stage2, stage2_aug=int(cfg.get("stage2_aug", 250)))
     return job, instantiate(cfg.task)

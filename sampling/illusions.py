@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from diffusion.illusions import IllusionError, View, anagram_denoiser, factorized_denoiser, make_components, make_view
+from sampling.cascade import cascade_outputs, sr_denoiser, upscale_batches
 from sampling.generate import sample_batches
 from sampling.io import InputError, captioned_rows, labelled_strip, to_pil
 from sampling.job import Job, check_condition
@@ -51,14 +52,42 @@ def _sample(job: Job, combine, values: list, n: int, batch_size: int) -> torch.T
     )
 
 
-def sample_anagrams(job: Job, views: list[View], values: list, n: int, batch_size: int = 16) -> torch.Tensor:
-    """n anagram images (n, C, H, W): condition values[v] (checked, see illusion_conditions) under views[v]."""
-    return _sample(job, lambda dens: anagram_denoiser(dens, views), values, n, batch_size)
+def _upscale(job: Job, low: torch.Tensor, combine, values: list, low_views: list | None, batch_size: int
+             ) -> torch.Tensor:
+    """The cascade's stage 2 of an illusion: ``low`` upscaled by the job's upscaler with the same wrapper
+    (``combine``, built for the high resolution) over one denoiser per condition value; denoiser k sees the
+    low-resolution condition under ``low_views[k]`` (anagrams: the view it denoises), or as it is."""
+    sr = job.stage2
+
+    def make(low_cond, start, b):
+        dens = []
+        for k, v in enumerate(values):
+            lc = low_cond if low_views is None else low_cond._replace(low=low_views[k].apply(low_cond.low))
+            cond = job.cond(v, b, sr) if v is not None and sr.cond_kind is not None else None
+            dens.append(sr_denoiser(job, sr, lc, cond, job.cond(None, b, sr)))
+        return combine(dens)
+
+    return upscale_batches(job, low, make, batch_size)
 
 
-def sample_hybrids(job: Job, components: list, values: list, n: int, batch_size: int = 16) -> torch.Tensor:
-    """n factorized images (n, C, H, W): component i follows condition values[i]."""
-    return _sample(job, lambda dens: factorized_denoiser(dens, components), values, n, batch_size)
+def sample_anagrams(job: Job, views: list[View], values: list, n: int, batch_size: int = 16,
+                    views_hi: list[View] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n anagram images (n, C, H, W): condition values[v] (checked, see illusion_conditions) under views[v], and
+    with a stage 2 in the job their upscales under the same views ``views_hi`` at its resolution, else None)."""
+    low = _sample(job, lambda dens: anagram_denoiser(dens, views), values, n, batch_size)
+    if job.stage2 is None:
+        return low, None
+    return low, _upscale(job, low, lambda dens: anagram_denoiser(dens, views_hi), values, views_hi, batch_size)
+
+
+def sample_hybrids(job: Job, components: list, values: list, n: int, batch_size: int = 16,
+                   components_hi: list | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n factorized images (n, C, H, W): component i follows condition values[i], and with a stage 2 their
+    upscales with the components ``components_hi`` at its resolution, else None)."""
+    low = _sample(job, lambda dens: factorized_denoiser(dens, components), values, n, batch_size)
+    if job.stage2 is None:
+        return low, None
+    return low, _upscale(job, low, lambda dens: factorized_denoiser(dens, components_hi), values, None, batch_size)
 
 
 def _describe(values: list) -> list[str]:
@@ -141,9 +170,14 @@ def anagram(job: Job, views: list[str] = ("identity", "rot180"), labels: list[in
     if len({v.name for v in view_list}) != len(view_list):
         raise InputError(f"task.views: each view once, got {list(views)}")
     values = illusion_conditions(job, labels, prompts, len(view_list), "view")
-    images = sample_anagrams(job, view_list, values, n, batch_size)
+    views_hi = None
+    if job.stage2 is not None:  # the same views at the upscaler's resolution (a jigsaw keeps its permutation)
+        views_hi = _illusion_error(lambda: [make_view(str(v), job.stage2.image_shape, jigsaw) for v in views])
+    low, high = sample_anagrams(job, view_list, values, n, batch_size, views_hi)
+    images, view_list = (low, view_list) if high is None else (high, views_hi)
     names = [f"{v.name}: {c}" for v, c in zip(view_list, _describe(values))]
-    outputs: dict = {
+    outputs: dict = {} if high is None else cascade_outputs(low, high)
+    outputs |= {
         "views.png": captioned_rows([v.apply(images) for v in view_list], names),
         "anagram.gif": view_animation(view_list, images),
         "anagram.json": {"views": [v.name for v in view_list], "conditions": values, "n": n},
@@ -168,7 +202,12 @@ def hybrid(job: Job, labels: list[int] | None = None, prompts: list[str] | None 
         raise InputError(f"task.sigma={sigma}: the blur kernel (radius 3 sigma) must fit the {size}-pixel image")
     components = _illusion_error(make_components, kind, sigma, model.image_shape[0])
     values = illusion_conditions(job, labels, prompts, len(components), "component")
-    images = sample_hybrids(job, components, values, n, batch_size)
+    components_hi = None
+    if job.stage2 is not None:  # the same bands at the upscaler's resolution: sigma scales with the image
+        scale = job.stage2.image_shape[-1] / size
+        components_hi = _illusion_error(make_components, kind, sigma * scale, model.image_shape[0])
+    low, high = sample_hybrids(job, components, values, n, batch_size, components_hi)
+    images, components = (low, components) if high is None else (high, components_hi)
     described = _describe(values)
     rows = [images] + [c.apply(images) for c in components]
     captions = ["hybrid"] + [f"{c.name}: {d}" for c, d in zip(components, described)]
@@ -177,7 +216,8 @@ def hybrid(job: Job, labels: list[int] | None = None, prompts: list[str] | None 
                               mode="nearest")
         rows.append(small)
         captions.append("seen from afar (1/4 size)")
-    outputs: dict = {
+    outputs: dict = {} if high is None else cascade_outputs(low, high)
+    outputs |= {
         "hybrid.png": captioned_rows(rows, captions),
         "hybrid.json": {"kind": kind, "sigma": sigma, "conditions": values, "components": [c.name for c in components],
                         "n": n},

@@ -16,7 +16,7 @@ import torch
 
 from diffusion.denoiser import Denoiser, net_denoiser
 from diffusion.guidance import Guidance
-from diffusion.samplers import make_timesteps
+from diffusion.samplers import schedule_timesteps
 from sampling.checkpoint import LoadedModel
 from sampling.generate import sample_generators
 from sampling.io import InputError, parse_label
@@ -36,12 +36,14 @@ class Job:
     device: torch.device | str = "cpu"
     weights: str = "ema"
     negative_prompt: str | None = None  # a text model's null condition for guidance, in place of the empty caption
+    stage2: LoadedModel | None = None  # the cascade's upscaler (sample.py stage2=), run after the base stage
+    stage2_aug: int = 250  # its low-resolution noise-augmentation level (DeepFloyd IF's stage II default)
     notes: list[str] = field(default_factory=list)  # lines printed after the outputs are written
     _encoded: dict = field(default_factory=dict, repr=False)  # (encoder id, prompt) -> TextCond of batch 1
 
     def timesteps(self, model: LoadedModel | None = None) -> list[int]:
         """The sampler's full decreasing list of timesteps for ``model`` (default: the job's)."""
-        return make_timesteps((model or self.model).schedule.num_timesteps, self.steps, self.spacing)
+        return schedule_timesteps((model or self.model).schedule, self.steps, self.spacing)
 
     def encode(self, prompt: str, model: LoadedModel | None = None):
         """The TextCond (batch 1, on the job's device) of ``prompt`` under ``model``'s encoder, encoded once."""

@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from diffusion.samplers import SPACINGS
+from diffusion.samplers import SCHEDULE_SPACINGS
+from diffusion.solvers import UNIPC_VARIANTS
 from sampling.checks import InputError, check_choice, check_number
 
 Bound = float | Callable[[int], int] | None  # a number, or a function of the model's T (timesteps)
@@ -41,9 +42,11 @@ NUMBERS: dict[str, Range] = {
     # samples saturate whatever the thresholding, so a larger value is a typo
     "guidance": Range(0, 50),
     "guidance_rescale": Range(0, 1),  # Lin et al. 2024, eq. 16: a blend weight phi in [0, 1]
+    "stage2_aug": Range(0, lambda T: T - 1, integer=True),  # the cascade's low-res augmentation level (CDM sec. 4.2)
     # sampler
     "sampler.steps": Range(1, lambda T: T, integer=True),
     "sampler.eta": Range(0, 1),  # Song et al. 2021, eq. 16: 0 = DDIM (deterministic), 1 = DDPM's variance
+    "sampler.order": Range(1, 3, integer=True),  # DPM-Solver++ (1, 2M, 3M) and UniPC's predictor order
     # tasks (configs/task/*.yaml; a key absent from the chosen task is skipped)
     "task.n": Range(1, 100_000, integer=True),
     "task.batch_size": Range(1, 4096, integer=True),
@@ -69,7 +72,8 @@ NUMBERS: dict[str, Range] = {
 }
 
 CHOICES: dict[str, tuple] = {
-    "sampler.spacing": SPACINGS,
+    "sampler.spacing": SCHEDULE_SPACINGS,
+    "sampler.variant": UNIPC_VARIANTS,  # UniPC B(h) (Zhao et al. 2023, sec. 3.3)
     "sampler.variance": ("beta_tilde", "beta"),  # DDPM, Ho et al. 2020, sec. 3.2
     "guidance_batched": (None, True, False),
     "task.save_trajectory": (True, False),

@@ -11,6 +11,7 @@ from torchvision.utils import make_grid
 from diffusion.forward_process import add_noise
 from diffusion.samplers import make_timesteps
 from models.text import cat_text
+from sampling.cascade import cascade_outputs, stage2_conditions, upscale_conditioned
 from sampling.generate import generate_images
 from sampling.io import InputError, captioned_rows, labelled_strip, load_input_image, psnr, read_prompts, to_pil
 from sampling.job import Job, check_condition, check_prompt
@@ -58,7 +59,14 @@ def generate(job: Job, n: int = 64, batch_size: int = 16, label: int | None = No
         sampler=job.sampler, timesteps=job.timesteps(), guidance=job.guidance, seed=job.seed,
         batch_size=batch_size, device=job.device, callback=record if save_trajectory else None, progress=True,
     )
+    if job.stage2 is not None:  # the cascade: the base samples upscaled under the same conditions
+        values = ([p for p in prompt_list for _ in range(n)] if prompt_list else [prompt] * n if model.encoder
+                  else cond.tolist() if cond is not None else [None] * total)
+        low = images
+        images = upscale_conditioned(job, low, *stage2_conditions(job, values), batch_size=batch_size)
     outputs: dict = {"grid.png": images}
+    if job.stage2 is not None:
+        outputs.update(cascade_outputs(low, images))
     if prompt_list:  # one row per prompt, captioned
         outputs["grid.png"] = captioned_rows(list(images.split(n)), prompt_list)
         outputs["prompts.json"] = {"prompts": prompt_list, "n_per_prompt": n, "negative_prompt": job.negative_prompt}

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from data import DatasetError
 from diffusion.guidance import Guidance
-from diffusion.samplers import make_timesteps
+from diffusion.samplers import schedule_timesteps
 from evaluation.data_config import class_captions, data_node, reference_captions, split_data_overrides
 from evaluation.features import FeatureError
 from evaluation.report import check_options, evaluate, format_report
@@ -47,7 +47,7 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
         model, name, data_cfg, checkpoint=opts["ckpt"], weights=opts["weights"], sampler=instantiate(sampler),
         sampler_name=sampler["_target_"].rsplit(".", 1)[-1].removeprefix("sample_"),
         sampler_settings={k: v for k, v in sampler.items() if not k.startswith("_")},
-        timesteps=make_timesteps(model.schedule.num_timesteps, steps, spacing), spacing=spacing,
+        timesteps=schedule_timesteps(model.schedule, steps, spacing), spacing=spacing,
         guidance=Guidance(float(opts["guidance"])), device=str(check_device(cfg.device)), started=started,
         class_prompts=class_captions(data_cfg) if model.encoder is not None else None,
         sample_prompts=reference_captions(data_cfg) if model.encoder is not None else None,

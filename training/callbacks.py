@@ -9,7 +9,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from diffusion.samplers import make_timesteps, sample_ddim
+from diffusion.cascade import downsample, sr_condition
+from diffusion.denoiser import cond_slice
+from diffusion.samplers import SCHEDULE_SPACINGS, schedule_timesteps
+from diffusion.solvers import SAMPLERS
 from sampling.generate import generate_images, save_grid
 
 
@@ -18,12 +21,20 @@ class PreviewSamples(L.Callback):
     few DDIM steps into ``<dirpath>/step_XXXXXXX.png`` and to the logger."""
 
     def __init__(
-        self, dirpath: str, every_n_steps: int = 500, n: int = 64, steps: int = 20, seed: int = 0, clip_x0: bool = True
+        self, dirpath: str, every_n_steps: int = 500, n: int = 64, steps: int = 20, seed: int = 0, clip_x0: bool = True,
+        sampler: str = "ddim", spacing: str = "trailing",
     ):
         self.dirpath, self.every_n_steps, self.n, self.steps, self.seed = Path(dirpath), every_n_steps, n, steps, seed
-        self.sampler = partial(sample_ddim, eta=0.0, clip_x0=clip_x0)  # as sample.py's default sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"callbacks.preview.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if spacing not in SCHEDULE_SPACINGS:
+            raise ValueError(f"callbacks.preview.spacing must be one of {', '.join(SCHEDULE_SPACINGS)}, "
+                             f"got {spacing!r}")
+        self.spacing = spacing
+        self.sampler = partial(SAMPLERS[sampler], clip_x0=clip_x0)  # each with its defaults (ddim: eta = 0)
         self._last_step = -1
         self._shape: tuple[int, int, int] | None = None  # (C, H, W), read off the training batches
+        self._images: torch.Tensor | None = None  # the first batch's images: a super-resolution preview's inputs
 
     def write(self, trainer: L.Trainer, pl_module) -> Path | None:
         """Sample and save the grid for the current step (rank 0 only)."""
@@ -34,11 +45,19 @@ class PreviewSamples(L.Callback):
         pl_module.ema.eval()  # Lightning's model.train() reaches the EMA copy too; no dropout when sampling
         schedule = pl_module.schedule
         cond, null = pl_module.preview_condition(self.n)  # labels cycling, or a few captions of the data
+        n, low_res = self.n, getattr(pl_module.net, "low_res", None)
+        if low_res:  # a super-resolution stage: upscale the low-resolution views of the first training images
+            low = downsample(self._images[:n], low_res)  # augmentation level 0, no noise
+            n = len(low)
+            cond = null = sr_condition(low, self._shape[-1], torch.zeros(n, dtype=torch.long), schedule,
+                                       torch.zeros_like(low), cond_slice(null, 0, n))
         images = generate_images(
             pl_module.ema, schedule, pl_module.parametrization, self._shape, cond, null=null,
-            n=self.n, timesteps=make_timesteps(schedule.num_timesteps, self.steps, "trailing"), seed=self.seed,
+            n=n, timesteps=schedule_timesteps(schedule, self.steps, self.spacing), seed=self.seed,
             sampler=self.sampler, device=pl_module.device,
         )
+        if low_res:  # the bicubic upsampled inputs above their super-resolved samples
+            images = torch.cat([cond.low.clamp(-1, 1), images])
         path = self.dirpath / f"step_{step:07d}.png"
         save_grid(images, path, nrow=max(1, int(self.n**0.5)))
         for logger in trainer.loggers:
@@ -51,6 +70,8 @@ class PreviewSamples(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._shape = tuple(batch[0].shape[1:])
+        if self._images is None:
+            self._images = batch[0][: self.n].detach().cpu()
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and trainer.global_step > 0:
             self.write(trainer, pl_module)
 

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from diffusion.cascade import downsample, sr_condition
 from diffusion.forward_process import add_noise, gather
 from diffusion.parametrization import make_parametrization
 from diffusion.schedules import Schedule
@@ -130,6 +131,11 @@ class DiffusionModule(L.LightningModule):
         elif self.num_classes is not None:
             drop = torch.rand(b, generator=g).to(self.device) < dropout
             cond = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        if getattr(self.net, "low_res", None):  # a super-resolution stage: condition on x0's low-resolution view
+            aug_t = torch.randint(0, self.net.aug_max + 1, (b,), generator=g)
+            low = downsample(x0, self.net.low_res)
+            noise = torch.randn(low.shape, generator=g).to(x0)
+            cond = sr_condition(low, x0.shape[-1], aug_t.to(self.device), self.schedule, noise, cond)
         alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
         out = self.net_forward(add_noise(x0, eps, alpha_bar), t, cond)  # (B, C or 2C, H, W)
         snr = self.schedule.snr.to(self.device)[t]
