@@ -13,6 +13,7 @@ from diffusion.parametrization import make_parametrization
 from diffusion.schedules import cosine_schedule
 from models.unet import SuperResUNet
 from tests import runner
+from tests.test_models import perturb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,15 +22,6 @@ def tiny_sr(**kw) -> SuperResUNet:
     args = dict(low_res=8, image_size=16, in_channels=3, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
                 attention_resolutions=(8,), num_classes=4)
     return SuperResUNet(**{**args, **kw})
-
-
-def perturbed(net):
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in net.parameters():
-            if not p.any():
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    return net.eval()
 
 
 def test_resizing_round_trip_and_ranges():
@@ -52,7 +44,7 @@ def test_augmentation_is_the_forward_process_at_level_s():
 
 
 def test_sr_network_uses_the_low_resolution_image_and_the_level():
-    net = perturbed(tiny_sr())
+    net = perturb(tiny_sr())
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([10, 500])
     low = torch.randn(2, 3, 16, 16)
     base = net(x, t, SRCond(low, torch.tensor([0, 0]), torch.tensor([1, 2])))
@@ -80,7 +72,7 @@ def test_nested_condition_batches_and_slices():
 
 def test_guidance_keeps_the_low_resolution_image_in_both_passes():
     """CFG of an upscaler: batched (2B) and two-pass forms agree, and the null pass sees the same image."""
-    net, schedule = perturbed(tiny_sr()), cosine_schedule(1000)
+    net, schedule = perturb(tiny_sr()), cosine_schedule(1000)
     seen = []
     orig = net.forward
 
