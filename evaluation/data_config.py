@@ -62,6 +62,9 @@ def data_node(name: str | None, node: DictConfig | None, overrides: Sequence[str
         node = OmegaConf.to_container(node)
     except Exception as e:
         raise InputError(f"data override: {str(e).strip().splitlines()[0]}") from e
+    for part in (node, node.get("train"), node.get("val")):  # at ``shape`` (a cascade's stage 2 is larger)
+        if isinstance(part, dict) and "image_size" in part:
+            part["image_size"] = size
     target = node["train"]["_target_"]
     matches = sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml")
                      if OmegaConf.load(p).get("train", {}).get("_target_") == target)

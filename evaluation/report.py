@@ -137,6 +137,8 @@ def evaluate(
     started: float | None = None,
     class_prompts: list[str] | None = None,
     sample_prompts: list[str] | None = None,
+    upscale: Callable[[torch.Tensor, Any, Any], torch.Tensor] | None = None,
+    upscale_settings: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Generate ``n`` samples of ``model`` with ``sampler`` over ``timesteps`` and compute ``metrics`` against
@@ -146,7 +148,8 @@ def evaluate(
     time.perf_counter() when the run began (total_seconds counts from there; default: this call);
     ``class_prompts``: a text model samples class k with prompt k (the dataset's "a photo of a <class>");
     ``sample_prompts``: a text model on unlabelled captioned data samples image i with prompt i (the captions of
-    the reference images, as text-to-image FID on COCO does)."""
+    the reference images, as text-to-image FID on COCO does); ``upscale(samples, cond, null)``: a cascade's second
+    stage, run on the samples before scoring (``upscale_settings`` are reported with it)."""
     t0 = time.perf_counter() if started is None else started
     conditional = model.num_classes is not None
     prompts = None
@@ -194,6 +197,9 @@ def evaluate(
         sampler=sampler, timesteps=timesteps, guidance=guidance, seed=seed, batch_size=batch_size,
         device=device, progress=True,
     )
+    if upscale is not None:
+        log(f"upscaling the {n} samples with stage 2 ({upscale_settings})")
+        samples = upscale(samples, cond, null)
     sample_seconds = time.perf_counter() - t
 
     nk = count_name(n)
@@ -240,8 +246,9 @@ def evaluate(
         "n": n,
         "real_n": real_n,
         "dataset": data_name,
-        "image_size": model.image_shape[1],
+        "image_size": samples.shape[-1],
         "channels": model.image_shape[0],
+        **{f"stage2_{key}": v for key, v in (upscale_settings or {}).items()},
         "labels": f"balanced, i % {num_classes}" if conditional else
                   "the reference images' captions" if captioned else "none (unconditional)",
         "checkpoint": str(Path(checkpoint).resolve()),

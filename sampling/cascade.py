@@ -80,6 +80,19 @@ def upscale_conditioned(job: Job, low: torch.Tensor, cond, null, batch_size: int
                                                                   cond_slice(null, s, s + b)), batch_size)
 
 
+def upscale_samples(job: Job, low: torch.Tensor, cond, null, batch_size: int = 16) -> torch.Tensor:
+    """The base stage's samples ``low`` upscaled by the job's stage 2, given the base's own batched (cond, null)
+    (labels or TextConds, None for an unconditional base): an unconditional upscaler ignores them, and a
+    conditional one after an unconditional base runs under its null condition."""
+    sr = job.stage2
+    if sr.cond_kind is None:
+        cond = null = None
+    elif job.model.cond_kind is None:
+        cond, null = None, job.cond(None, len(low), sr)
+    to_device = lambda c: cond_map(c, lambda x: x.to(job.device))  # noqa: E731
+    return upscale_conditioned(job, low, to_device(cond), to_device(null), batch_size)
+
+
 def stage2_conditions(job: Job, values: list):
     """(cond, null) of the job's upscaler batched over samples with condition ``values`` (a prompt, a label or None
     each, as the base stage drew them); (None, null) where the upscaler or the base is unconditional."""
@@ -88,10 +101,10 @@ def stage2_conditions(job: Job, values: list):
     if sr.cond_kind is None or job.model.cond_kind is None:
         return None, null
     rows = [job.cond(v, 1, sr) for v in values]
-    return _stack(rows), null
+    return stack_conditions(rows), null
 
 
-def _stack(rows: list):
+def stack_conditions(rows: list):
     """Batch-1 conditions (label tensors or TextConds) stacked into one batch."""
     if isinstance(rows[0], torch.Tensor):
         return torch.cat(rows)

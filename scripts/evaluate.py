@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py ckpt=runs/<date>/<time>/checkpoints/last.ckpt data=fashion_mnist n=10000 \\
         sampler=ddim sampler.steps=50 [metrics=fid,kid,pr,fd,acc] [batch_size=64 seed=0 guidance=1.0 weights=ema]
+    python scripts/evaluate.py ckpt=<base> stage2=<upscaler> [stage2_aug=250] ...   # a cascade, scored at 64 px
     python scripts/evaluate.py ckpt=<file> data=procedural n=1000 metrics=fd,acc     # fast on a CPU
 
 Settings: configs/eval.yaml (Hydra overrides; without data=, the data node stored in the checkpoint). Writes
@@ -15,6 +16,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,8 +30,10 @@ from evaluation.data_config import class_captions, data_node, reference_captions
 from evaluation.features import FeatureError
 from evaluation.report import check_options, evaluate, format_report
 from sampling.atomic import OutputError, atomic_write_text
+from sampling.cascade import check_stage2, upscale_samples
 from sampling.checkpoint import CheckpointError, load_model
 from sampling.cli import run_tool, to_dict
+from sampling.job import Job
 from sampling.settings import check_device, check_settings
 
 
@@ -40,15 +44,26 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
     opts = check_options({k: v for k, v in to_dict(cfg).items() if k not in ("sampler", "data")})
     model = load_model(opts["ckpt"], weights=opts["weights"])
     check_settings(cfg, model.schedule.num_timesteps)  # seed, guidance, sampler.* (steps 1..T), device
-    name, data_cfg = data_node(data_name, cfg.get("data"), data_overrides, model.config["data"], model.image_shape)
     sampler = to_dict(cfg.sampler)
     steps, spacing = sampler.pop("steps"), sampler.pop("spacing")
+    device = str(check_device(cfg.device))
+    shape, upscale, upscale_settings = model.image_shape, None, None
+    if cfg.stage2 is not None:  # the cascade: its upscaler runs on the samples, scored at the upscaler's size
+        sr = load_model(cfg.stage2, weights=opts["weights"])
+        check_stage2(model, sr, cfg.stage2)
+        sr.net.to(device)
+        job = Job(model, instantiate(sampler), steps, spacing, Guidance(float(opts["guidance"])), opts["seed"],
+                  device, opts["weights"], stage2=sr, stage2_aug=int(cfg.stage2_aug))
+        shape, upscale = sr.image_shape, partial(upscale_samples, job, batch_size=opts["batch_size"])
+        upscale_settings = {"checkpoint": str(Path(cfg.stage2).resolve()), "aug": int(cfg.stage2_aug)}
+    name, data_cfg = data_node(data_name, cfg.get("data"), data_overrides, model.config["data"], shape)
     return evaluate(
         model, name, data_cfg, checkpoint=opts["ckpt"], weights=opts["weights"], sampler=instantiate(sampler),
         sampler_name=sampler["_target_"].rsplit(".", 1)[-1].removeprefix("sample_"),
         sampler_settings={k: v for k, v in sampler.items() if not k.startswith("_")},
         timesteps=schedule_timesteps(model.schedule, steps, spacing), spacing=spacing,
-        guidance=Guidance(float(opts["guidance"])), device=str(check_device(cfg.device)), started=started,
+        guidance=Guidance(float(opts["guidance"])), device=device, started=started, upscale=upscale,
+        upscale_settings=upscale_settings,
         class_prompts=class_captions(data_cfg) if model.encoder is not None else None,
         sample_prompts=reference_captions(data_cfg) if model.encoder is not None else None,
         **{k: opts[k] for k in ("metrics", "n", "real_n", "batch_size", "seed", "k", "kid_subsets",

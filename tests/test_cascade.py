@@ -1,5 +1,7 @@
 """The two-stage cascade: the super-resolution U-Net, its conditioning, training, and sample.py's stage 2."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,35 @@ def test_upscale_task_and_its_input_size(checkpoints, tmp_path):
     assert r.returncode == 2 and "an upscaler (model=unet_sr) runs task=upscale" in r.stderr
     r = run(["sample.py", f"ckpt={ckpts['base']}", "task=upscale", f"image={good}", f"out={tmp_path / 'z'}"])
     assert r.returncode == 2 and "task=upscale needs an upscaler checkpoint" in r.stderr
+
+
+def test_evaluate_scores_the_cascade_at_the_upscalers_size(checkpoints, tmp_path, monkeypatch):
+    from scripts.evaluate import main as evaluate_main
+
+    ckpts, _ = checkpoints
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "e.json"
+    assert evaluate_main([f"ckpt={ckpts['b16']}", f"stage2={ckpts['sr']}", "stage2_aug=100", "data=procedural",
+                          "n=6", "metrics=fd", "sampler.steps=2", "classifier.steps=5", "batch_size=4",
+                          "device=cpu", f"out={out}"]) == 0
+    report = json.loads(out.read_text())
+    assert report["image_size"] == 32 and report["stage2_aug"] == 100  # scored at 32 px, against 32-px images
+    assert report["stage2_checkpoint"] == str(ckpts["sr"].resolve()) and math.isfinite(report["fd_classifier"])
+    assert (tmp_path / "cache" / "classifiers" / "procedural_3x32.pt").is_file()
+    assert evaluate_main([f"ckpt={ckpts['b16']}", f"stage2={ckpts['base']}", "n=6", f"out={out}"]) == 2
+
+
+def test_sr_quality_against_bicubic(checkpoints, tmp_path, capsys):
+    from scripts.sr_quality import main as sr_quality_main
+
+    ckpts, _ = checkpoints
+    out = tmp_path / "q.json"
+    assert sr_quality_main([f"ckpt={ckpts['sr']}", "n=4", "aug=[0,250]", "steps=2", f"out={out}"]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["method"] for r in rows] == ["bicubic", "unet_sr, aug 0", "unet_sr, aug 250"]
+    assert all(math.isfinite(r["psnr"]) and -1 < r["ssim"] <= 1 for r in rows)
+    assert rows[0]["psnr"] > 15 and rows[0]["ssim"] > 0.5  # bicubic of a 16-px view of smooth shapes is close
+    assert Image.open(out.with_suffix(".png")).size[0] > 32 and "| bicubic |" in capsys.readouterr().out
+    assert sr_quality_main([f"ckpt={ckpts['base']}", f"out={out}"]) == 2
+    assert "not an upscaler" in capsys.readouterr().err
+    assert sr_quality_main([f"ckpt={ckpts['sr']}", "aug=[1000]", f"out={out}"]) == 2
