@@ -23,9 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from data import DatasetError
+from diffusion.parametrization import PREDICTIONS, TIME_SAMPLINGS, WEIGHTINGS
 from models.text import CaptionCache, EncoderError, encoder_record, make_encoder
 from sampling.atomic import OutputError, atomic_write_text
-from sampling.checks import InputError, check_number
+from sampling.checks import InputError, check_choice, check_number
 from training.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -57,6 +58,14 @@ SETTINGS = [
     ("diffusion.label_dropout", 0, 1, False, False),
     ("ema.decay", 0, 1, False, False),
     ("ema.warmup_power", 0, None, False, False),
+    ("diffusion.logit_std", 0, None, False, True),
+    ("diffusion.schedule.shift", 0, None, False, True),
+]
+# (key, choices): the same, for settings that name one of a few options
+CHOICES = [
+    ("diffusion.prediction", PREDICTIONS),
+    ("diffusion.loss_weighting", WEIGHTINGS),
+    ("diffusion.time_sampling", TIME_SAMPLINGS),
 ]
 _ABSENT = object()
 
@@ -71,6 +80,10 @@ def check_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
             check_number(key, value, lo, hi, integer=integer, lo_open=lo_open)
+    for key, choices in CHOICES:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:
+            check_choice(key, value, choices)
     low_res = OmegaConf.select(cfg, "model.low_res", default=None)
     if low_res is not None:  # a super-resolution stage (model=unet_sr)
         check_number("model.aug_max", cfg.model.get("aug_max", 0), 0, None, integer=True)
@@ -120,6 +133,9 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
         prediction=cfg.diffusion.prediction,
         loss_weighting=cfg.diffusion.loss_weighting,
         snr_gamma=cfg.diffusion.snr_gamma,
+        time_sampling=cfg.diffusion.get("time_sampling", "uniform"),
+        logit_mean=cfg.diffusion.get("logit_mean", 0.0),
+        logit_std=cfg.diffusion.get("logit_std", 1.0),
         num_classes=cfg.model.get("num_classes"),
         label_dropout=cfg.diffusion.label_dropout,
         ema_decay=cfg.ema.decay,

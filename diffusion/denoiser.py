@@ -47,6 +47,7 @@ def net_denoiser(
     only, so a network that also learns a variance works)."""
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        return parametrization.predict(net(x_t, t, cond), x_t, gather(schedule.alphas_cumprod, t, x_t))
+        alpha_bar = gather(schedule.alphas_cumprod, t, x_t)
+        return parametrization.predict(net(parametrization.network_input(x_t, alpha_bar), t, cond), x_t, alpha_bar)
 
     return denoiser

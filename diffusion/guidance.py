@@ -70,17 +70,18 @@ def cfg_denoiser(
         return net_denoiser(net, schedule, param, cond)
 
     def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> Prediction:
-        channels = x_t.shape[1]
+        channels, alpha_bar = x_t.shape[1], gather(schedule.alphas_cumprod, t, x_t)
+        x_in = param.network_input(x_t, alpha_bar)
         if batched if batched is not None else x_t.device.type != "cpu":
-            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), cond_cat(cond, null_cond))
+            out = net(torch.cat([x_in, x_in]), torch.cat([t, t]), cond_cat(cond, null_cond))
             out_cond, out_null = param.split(out, channels)[0].chunk(2)  # (B, C, H, W) each
         else:
-            out_cond, out_null = (param.split(net(x_t, t, c), channels)[0] for c in (cond, null_cond))
+            out_cond, out_null = (param.split(net(x_in, t, c), channels)[0] for c in (cond, null_cond))
         guided = out_null + scale * (out_cond - out_null)
         if rescale > 0:
             dims = tuple(range(1, guided.ndim))
             ratio = out_cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-12)
             guided = rescale * guided * ratio + (1 - rescale) * guided
-        return param.convert(guided, x_t, gather(schedule.alphas_cumprod, t, x_t))
+        return param.convert(guided, x_t, alpha_bar)
 
     return denoiser

@@ -1,5 +1,6 @@
-"""Prediction targets eps, x0 and v: pure conversions (Salimans & Ho 2022, sec. 4 and appendix D), and one
-``Parametrization`` object per objective that owns target, conversion, variance split and loss weighting.
+"""Prediction targets eps, x0, v and the flow velocity eps - x0: pure conversions (Salimans & Ho 2022, sec. 4 and
+appendix D), and one ``Parametrization`` object per objective that owns target, conversion, variance split, loss
+weighting and the training distribution of t.
 
 Every function takes ``alpha_bar`` broadcastable against ``x_t`` (a float or a (B, 1, 1, 1) tensor).
 """
@@ -12,8 +13,9 @@ import torch
 
 from diffusion.losses import weighted_mse
 
-PREDICTIONS = ("eps", "x0", "v")
+PREDICTIONS = ("eps", "x0", "v", "flow")
 WEIGHTINGS = ("uniform", "min_snr")
+TIME_SAMPLINGS = ("uniform", "logit_normal")
 
 
 class Prediction(NamedTuple):
@@ -31,6 +33,18 @@ def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar) -> torch.Tensor:
     """eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar)."""
     return (x_t - alpha_bar**0.5 * x0) / (1 - alpha_bar) ** 0.5
+
+
+def flow_time(alpha_bar):
+    """The rectified-flow time t = s / (a + s) (a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar)) with the same
+    signal-to-noise ratio as alpha_bar: (1 - t)^2 / t^2 = a^2 / s^2. 0 at alpha_bar = 1, 1 at alpha_bar = 0."""
+    a, s = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
+    return s / (a + s)
+
+
+def flow_from_vp(x_t: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """The flow state (1 - t) x0 + t eps of the VP state x_t = a x0 + s eps: x_t / (a + s)."""
+    return x_t / (alpha_bar**0.5 + (1 - alpha_bar) ** 0.5)
 
 
 def v_from_eps_x0(eps: torch.Tensor, x0: torch.Tensor, alpha_bar) -> torch.Tensor:
@@ -59,13 +73,33 @@ class Parametrization:
 
     name: str = ""
 
-    def __init__(self, weighting: str = "uniform", snr_gamma: float = 5.0):
+    def __init__(self, weighting: str = "uniform", snr_gamma: float = 5.0, time_sampling: str = "uniform",
+                 logit_mean: float = 0.0, logit_std: float = 1.0):
         if weighting not in WEIGHTINGS:
             raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"time sampling must be one of {TIME_SAMPLINGS}, got {time_sampling!r}")
+        if not logit_std > 0:
+            raise ValueError(f"logit_std must be > 0, got {logit_std}")
         self.weighting, self.snr_gamma = weighting, snr_gamma
+        self.time_sampling, self.logit_mean, self.logit_std = time_sampling, logit_mean, logit_std
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(weighting={self.weighting!r}, snr_gamma={self.snr_gamma})"
+        return (f"{type(self).__name__}(weighting={self.weighting!r}, snr_gamma={self.snr_gamma}, "
+                f"time_sampling={self.time_sampling!r})")
+
+    def sample_timesteps(self, b: int, num_timesteps: int, generator: torch.Generator) -> torch.Tensor:
+        """(b,) training timesteps in [0, T-1]: uniform, or logit-normal (Esser et al. 2024, eq. 19): u =
+        sigmoid(logit_mean + logit_std n) in (0, 1), then the timestep i with u in (i/T, (i+1)/T] (timestep i
+        sits at u_i = (i+1)/T)."""
+        if self.time_sampling == "uniform":
+            return torch.randint(0, num_timesteps, (b,), generator=generator)
+        u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(b, generator=generator, dtype=torch.float64))
+        return (torch.ceil(u * num_timesteps).long() - 1).clamp(0, num_timesteps - 1)
+
+    def network_input(self, x_t: torch.Tensor, alpha_bar) -> torch.Tensor:
+        """What the network is given for the VP state x_t: x_t itself (the flow objective overrides this)."""
+        return x_t
 
     def target(self, x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
         """The regression target for x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps."""
@@ -147,12 +181,37 @@ class VPrediction(Parametrization):
         return snr.clamp(max=self.snr_gamma) / (snr + 1)
 
 
-PARAMETRIZATIONS: dict[str, type[Parametrization]] = {c.name: c for c in (EpsPrediction, X0Prediction, VPrediction)}
+class FlowPrediction(Parametrization):
+    """Rectified flow / conditional flow matching (Liu et al. 2023; Lipman et al. 2023; Esser et al. 2024): on
+    the path x = (1 - t) x0 + t eps the network is given x itself (``network_input``: the VP state rescaled) and
+    predicts the velocity dx/dt = eps - x0. Any VP schedule fixes t through its SNR (``flow_time``); with
+    ``schedules.flow_schedule`` the times are the flow's own (diffusion=flow)."""
+
+    name = "flow"
+
+    def network_input(self, x_t, alpha_bar):
+        return flow_from_vp(x_t, alpha_bar)
+
+    def target(self, x0, eps, alpha_bar):
+        return eps - x0
+
+    def convert(self, out, x_t, alpha_bar):
+        x, t = flow_from_vp(x_t, alpha_bar), flow_time(alpha_bar)
+        return Prediction(x + (1 - t) * out, x - t * out)  # eps, x0: exact for x = (1 - t) x0 + t eps
+
+    def min_snr_weight(self, snr):
+        return snr.clamp(max=self.snr_gamma) / (1 + snr.sqrt()) ** 2  # x0 error = t * velocity error
 
 
-def make_parametrization(prediction: str, weighting: str = "uniform", snr_gamma: float = 5.0) -> Parametrization:
-    """The parametrization named by a config's ``diffusion.prediction`` (eps, x0 or v)."""
+PARAMETRIZATIONS: dict[str, type[Parametrization]] = {
+    c.name: c for c in (EpsPrediction, X0Prediction, VPrediction, FlowPrediction)}
+
+
+def make_parametrization(prediction: str, weighting: str = "uniform", snr_gamma: float = 5.0,
+                         time_sampling: str = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0
+                         ) -> Parametrization:
+    """The parametrization named by a config's ``diffusion.prediction`` (eps, x0, v or flow)."""
     if prediction not in PARAMETRIZATIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    return PARAMETRIZATIONS[prediction](weighting, snr_gamma)
+    return PARAMETRIZATIONS[prediction](weighting, snr_gamma, time_sampling, logit_mean, logit_std)
 

@@ -93,3 +93,18 @@ def sigmoid_schedule(
     # f[0] = 1 exactly, so beta[0] may be ~1e-8; keep it strictly positive for a strictly decreasing alpha_bar.
     betas = betas.clamp(min=1e-8)
     return _finish(torch.cumprod(1.0 - betas, 0), zero_terminal_snr)
+
+
+def flow_schedule(timesteps: int = 1000, shift: float = 1.0) -> Schedule:
+    """The rectified-flow path x = (1 - t) x0 + t eps (Liu et al. 2023; Esser et al. 2024) on T discrete times
+    t_i = shift u_i / (1 + (shift - 1) u_i), u_i = (i + 1)/T (SD3 eq. 23's resolution shift; 1 = none), so
+    t_{T-1} = 1 (pure noise). Written as the VP schedule with the same signal-to-noise ratio: alpha_bar =
+    (1 - t)^2 / ((1 - t)^2 + t^2), a VP x_t being the flow's x divided by sqrt((1 - t)^2 + t^2). Zero terminal
+    SNR: alpha_bar[T-1] = 0."""
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if not shift > 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    u = torch.arange(1, timesteps + 1, dtype=torch.float64) / timesteps
+    t = shift * u / (1 + (shift - 1) * u)
+    return Schedule((1 - t) ** 2 / ((1 - t) ** 2 + t**2))

@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 
 from diffusion.denoiser import Denoiser
+from diffusion.flow import sample_flow_euler, sample_flow_heun, sample_flow_sde
 from diffusion.samplers import (
     Callback,
     Generators,
@@ -346,4 +347,8 @@ SAMPLERS = {
     "heun": sample_heun,
     "euler": sample_euler,
     "euler_a": sample_euler_ancestral,
+    "flow_euler": sample_flow_euler,  # flow models only (diffusion=flow): in the flow's own time
+    "flow_heun": sample_flow_heun,
+    "flow_sde": sample_flow_sde,
 }
+FLOW_SAMPLERS = ("flow_euler", "flow_heun", "flow_sde")

@@ -23,7 +23,7 @@ import yaml
 from torch import nn
 
 from diffusion.parametrization import PREDICTIONS, Parametrization, make_parametrization
-from diffusion.schedules import Schedule, cosine_schedule, linear_schedule, sigmoid_schedule
+from diffusion.schedules import Schedule, cosine_schedule, flow_schedule, linear_schedule, sigmoid_schedule
 from models.dit import DiT
 from models.text import EncoderError, TextEncoder, encoder_for
 from models.unet import SuperResUNet, UNet
@@ -36,6 +36,7 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "diffusion.schedules.linear_schedule": linear_schedule,
     "diffusion.schedules.cosine_schedule": cosine_schedule,
     "diffusion.schedules.sigmoid_schedule": sigmoid_schedule,
+    "diffusion.schedules.flow_schedule": flow_schedule,
 }
 
 

@@ -24,7 +24,7 @@ from sampling.cascade import check_stage2
 from sampling.checkpoint import LoadedModel, load_model
 from sampling.checks import InputError, check_number
 from sampling.job import Job
-from sampling.settings import check_device, check_settings
+from sampling.settings import check_device, check_sampler, check_settings
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -105,6 +105,9 @@ def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, C
     model.net.to(device)
     sampler_cfg = to_dict(cfg.sampler)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
+    check_sampler(sampler_cfg, steps, spacing, model.parametrization.name, model.schedule)
+    if stage2 is not None:
+        check_sampler(sampler_cfg, steps, spacing, stage2.parametrization.name, stage2.schedule)
     guidance = Guidance(cfg.guidance, cfg.guidance_rescale, cfg.guidance_batched)
     job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights,
               negative_prompt=cfg.negative_prompt, stage2=stage2, stage2_aug=int(cfg.get("stage2_aug", 250)))

@@ -141,3 +141,31 @@ def check_settings(cfg: DictConfig, num_timesteps: int) -> None:
     if "clip_x0" in cfg.sampler:
         check_clip_x0(cfg.sampler.clip_x0)
     check_device(cfg.device)
+
+
+# samplers written in Karras et al.'s sigma = s / a, infinite where alpha_bar = 0 (a flow schedule's t = 1)
+SIGMA_SAMPLERS = ("sample_euler", "sample_heun", "sample_euler_ancestral")
+
+
+def check_sampler(sampler: dict, steps: int, spacing: str, prediction: str, schedule) -> None:
+    """InputError for a sampler that cannot run on this model as configured: a flow sampler (flow_euler,
+    flow_heun, flow_sde) on a model that is not a flow model, a sigma-space sampler or a log-SNR/Karras spacing on
+    a schedule that ends at zero SNR (flow models: sigma is infinite at t = 1), and fewer steps than the order of
+    a multistep solver. ``sampler``: the sampler node (``_target_`` and options)."""
+    name = str(sampler.get("_target_", "")).rsplit(".", 1)[-1]
+    short = name.removeprefix("sample_")
+    if short.startswith("flow_") and prediction != "flow":
+        raise InputError(f"sampler={short} runs flow models (trained with diffusion=flow); this checkpoint predicts "
+                         f"{prediction}: use ddim, dpmpp_2m, unipc, heun or euler")
+    zero_snr = float(schedule.alphas_cumprod[-1]) == 0.0
+    if zero_snr and name in SIGMA_SAMPLERS:
+        raise InputError(f"sampler={short} steps in sigma = sqrt((1 - alpha_bar)/alpha_bar), which is infinite at "
+                         "this schedule's last timestep (zero terminal SNR, as in flow models): use "
+                         + ("flow_euler or flow_heun" if prediction == "flow" else "ddim, dpmpp_2m or unipc"))
+    if zero_snr and spacing in ("logsnr", "karras"):
+        raise InputError(f"sampler.spacing={spacing} needs a finite log-SNR at the last timestep, and this schedule "
+                         "ends at zero SNR (as flow models do): use sampler.spacing=trailing")
+    order = sampler.get("order")
+    if order is not None and isinstance(steps, int) and steps < order:
+        raise InputError(f"sampler.steps={steps} is fewer than sampler.order={order}: a multistep solver of order "
+                         f"k needs at least k steps")

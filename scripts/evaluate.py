@@ -34,7 +34,7 @@ from sampling.cascade import check_stage2, upscale_samples
 from sampling.checkpoint import CheckpointError, load_model
 from sampling.cli import run_tool, to_dict
 from sampling.job import Job
-from sampling.settings import check_device, check_settings
+from sampling.settings import check_device, check_sampler, check_settings
 
 
 def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> dict:
@@ -46,11 +46,13 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
     check_settings(cfg, model.schedule.num_timesteps)  # seed, guidance, sampler.* (steps 1..T), device
     sampler = to_dict(cfg.sampler)
     steps, spacing = sampler.pop("steps"), sampler.pop("spacing")
+    check_sampler(sampler, steps, spacing, model.parametrization.name, model.schedule)
     device = str(check_device(cfg.device))
     shape, upscale, upscale_settings = model.image_shape, None, None
     if cfg.stage2 is not None:  # the cascade: its upscaler runs on the samples, scored at the upscaler's size
         sr = load_model(cfg.stage2, weights=opts["weights"])
         check_stage2(model, sr, cfg.stage2)
+        check_sampler(sampler, steps, spacing, sr.parametrization.name, sr.schedule)
         sr.net.to(device)
         job = Job(model, instantiate(sampler), steps, spacing, Guidance(float(opts["guidance"])), opts["seed"],
                   device, opts["weights"], stage2=sr, stage2_aug=int(cfg.stage2_aug))

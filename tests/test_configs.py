@@ -37,13 +37,21 @@ def test_groups_have_the_documented_options():
     assert {"linear", "cosine", "sigmoid"} <= set(_options("diffusion/schedule"))
 
 
-@pytest.mark.parametrize("name", _options("diffusion/schedule"))
+@pytest.mark.parametrize("name", [n for n in _options("diffusion/schedule") if n != "flow"])
 @pytest.mark.parametrize("ztsnr", [False, True])
 def test_schedule_configs(tmp_path, name, ztsnr):
     cfg = compose_train(tmp_path, f"diffusion/schedule={name}", f"diffusion.schedule.zero_terminal_snr={ztsnr}")
     schedule = instantiate(cfg.diffusion.schedule)
     assert isinstance(schedule, Schedule) and schedule.num_timesteps == 1000
     assert (schedule.alphas_cumprod[-1].item() == 0.0) == ztsnr
+
+
+def test_flow_config(tmp_path):
+    """diffusion=flow: the flow schedule (zero SNR at its last timestep: t = 1) and the velocity objective."""
+    cfg = compose_train(tmp_path, "diffusion=flow")
+    schedule = instantiate(cfg.diffusion.schedule)
+    assert schedule.num_timesteps == 1000 and schedule.alphas_cumprod[-1].item() == 0.0
+    assert cfg.diffusion.prediction == "flow" and cfg.diffusion.time_sampling == "logit_normal"
 
 
 @pytest.mark.parametrize("name", _options("data"))

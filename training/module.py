@@ -42,6 +42,9 @@ class DiffusionModule(L.LightningModule):
         prediction: str = "eps",
         loss_weighting: str = "uniform",
         snr_gamma: float = 5.0,
+        time_sampling: str = "uniform",
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
         num_classes: int | None = None,
         label_dropout: float = 0.1,
         ema_decay: float = 0.9999,
@@ -59,7 +62,8 @@ class DiffusionModule(L.LightningModule):
         self.optimizer_factory = optimizer
         # the one object that owns the target, the output conversion, the variance split and the loss weighting;
         # preview samples use it too
-        self.parametrization = make_parametrization(prediction, loss_weighting, snr_gamma)
+        self.parametrization = make_parametrization(prediction, loss_weighting, snr_gamma, time_sampling,
+                                                    logit_mean, logit_std)
         self.num_classes, self.label_dropout = (None if captions is not None else num_classes), label_dropout
         # a text model: the encodings of the dataset's whole caption set, looked up per batch (row 0 is the empty
         # caption, the null condition); buffers so they follow the module's device, never saved in checkpoints
@@ -122,7 +126,7 @@ class DiffusionModule(L.LightningModule):
     def _loss(self, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator, dropout: float,
               captions: list[str] | None = None) -> torch.Tensor:
         b = x0.shape[0]
-        t = torch.randint(0, self.schedule.num_timesteps, (b,), generator=g).to(self.device)
+        t = self.parametrization.sample_timesteps(b, self.schedule.num_timesteps, g).to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(x0)
         cond = None
         if self.caption_index is not None:  # caption dropout: the empty caption (row 0) in place of the caption
@@ -137,7 +141,8 @@ class DiffusionModule(L.LightningModule):
             noise = torch.randn(low.shape, generator=g).to(x0)
             cond = sr_condition(low, x0.shape[-1], aug_t.to(self.device), self.schedule, noise, cond)
         alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
-        out = self.net_forward(add_noise(x0, eps, alpha_bar), t, cond)  # (B, C or 2C, H, W)
+        x_t = self.parametrization.network_input(add_noise(x0, eps, alpha_bar), alpha_bar)  # the flow's own x
+        out = self.net_forward(x_t, t, cond)  # (B, C or 2C, H, W)
         snr = self.schedule.snr.to(self.device)[t]
         return self.parametrization.loss(out, x0, eps, alpha_bar, snr)
 
