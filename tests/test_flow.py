@@ -2,6 +2,9 @@
 closed-form Gaussian velocity field, logit-normal time sampling, and a flow checkpoint through every task."""
 
 
+import json
+import math
+
 import pytest
 import torch
 
@@ -182,3 +185,22 @@ def test_stochastic_samplers_reach_the_data_distribution_on_a_flow_schedule(name
     out = SAMPLERS[name](gaussian_denoiser(sched, MU, S), x_T, sched, make_timesteps(1000, 100, "trailing"),
                          generator=g)
     assert abs(out.mean().item() - MU) < 0.02 and abs(out.std().item() - S) < 0.02
+
+
+def test_nfe_sweep_and_its_plot(flow_ckpt, tmp_path, monkeypatch, capsys):
+    from scripts.nfe_sweep import main as nfe_main
+
+    monkeypatch.setenv("DIFFLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "flow.nfe.json"
+    assert nfe_main([f"ckpt={flow_ckpt}", "samplers=[flow_euler,flow_heun]", "nfe=[3,5]", "reference=false", "n=6",
+                     "batch_size=6", "device=cpu", "classifier.steps=5", f"out={out}"]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert [(p["sampler"], p["steps"], p["nfe"]) for p in points] == [
+        ("flow_euler", 3, 3), ("flow_euler", 5, 5), ("flow_heun", 2, 3), ("flow_heun", 3, 5)]
+    assert all(math.isfinite(p["fd_classifier"]) and p["prediction"] == "flow" for p in points)
+    assert "| flow_heun | trailing | 3 | 5 |" in capsys.readouterr().out
+    png = tmp_path / "nfe.png"
+    assert nfe_main([f"plot=[{out}]", f"out={png}"]) == 0 and png.stat().st_size > 1000
+    assert nfe_main([f"ckpt={flow_ckpt}", "samplers=[heun]", "nfe=[3]", "reference=false", "n=6",
+                     f"out={out}"]) == 2  # a sigma sampler on a zero-terminal-SNR flow model
+    assert "infinite" in capsys.readouterr().err
