@@ -240,6 +240,43 @@ def sampler_cost_per_step(
     return {name: us[name] - us[floor] for name, floor in FLOOR.items()}
 
 
+def every_sampler_cost(x_T: torch.Tensor, cond: torch.Tensor, steps: int, device: torch.device,
+                       repeats: int = 7) -> dict[str, dict[str, float]]:
+    """For every sampler of the registry (``diffusion.solvers.SAMPLERS``, each with its config's defaults): its
+    own cost per network call, timed around the no-op network (median of ``repeats`` runs of ``steps`` timesteps,
+    the no-op network's own calls subtracted). Flow samplers run a flow model (flow schedule, velocity output),
+    the others an eps model on the linear schedule. {name: {"calls": NFE, "us_per_call": ...}}."""
+    from diffusion.schedules import flow_schedule
+    from diffusion.solvers import SAMPLERS
+
+    out = {}
+    t_batch = torch.zeros(x_T.shape[0], dtype=torch.long, device=device)
+    timesteps = make_timesteps(NUM_TRAIN_TIMESTEPS, steps, "trailing")
+    with torch.inference_mode():
+        base = statistics.median(timed(lambda: [null_net(x_T, t_batch, cond) for _ in range(steps)], device)
+                                 for _ in range(repeats)) / steps
+        for name, fn in SAMPLERS.items():
+            flow = name.startswith("flow_")
+            schedule = flow_schedule(NUM_TRAIN_TIMESTEPS) if flow else ours_schedule()
+            denoiser = net_denoiser(null_net, schedule, make_parametrization("flow" if flow else "eps"), cond)
+            calls = [0]
+
+            def counted(x, t, _d=denoiser, _c=calls):
+                _c[0] += 1
+                return _d(x, t)
+
+            g = torch.Generator(device=device).manual_seed(0)
+
+            def run(_fn=fn, _d=counted, _s=schedule, _g=g):
+                return _fn(_d, x_T, _s, timesteps, generator=_g)
+
+            run()  # warm-up, and the call count
+            nfe = calls[0]
+            seconds = statistics.median(timed(run, device) for _ in range(repeats))
+            out[name] = {"calls": nfe, "us_per_call": (seconds / nfe - base) * 1e6}
+    return out
+
+
 def summarise(
     times: dict[str, list[float]], batch: int, steps: int, cfg_default: str = "ours_cfg_2x"
 ) -> dict[str, Any]:
@@ -304,6 +341,11 @@ def print_table(report: dict[str, Any]) -> None:
         f"{check['max_abs_x0']:.1f}, scaled diff {check['scaled_diff']:.1e}, tol {report['tol']:.0e}); "
         f"timestep lists equal: {check['timesteps_equal']}"
     )
+    net_us = s["ms_per_step"]["net_only"] * 1e3
+    print(f"every sampler's own cost per network call (no-op network), as a share of this network's forward "
+          f"({net_us / 1e3:.2f} ms):")
+    for name, c in report["every_sampler"].items():
+        print(f"  {name:11} {c['calls']:>4} calls  {c['us_per_call']:>8.1f} us/call  {c['us_per_call'] / net_us:>7.2%}")
     print(
         "img/s: images sampled (B) per second; overhead: median over rounds of (sampler - floor) / floor, the floor "
         "being net-only (net-only 2B or 2x for CFG);\nno-op net: each sampler's own cost per step around a network "
@@ -342,6 +384,7 @@ def benchmark(*, preset: str, batch: int, rounds: int, steps: int, device: str, 
     cfg_default = "ours_cfg_2x" if dev.type == "cpu" else "ours_cfg_2b"  # as cfg_denoiser(batched=None)
     report["summary"] = summarise(report["times"], batch, steps, cfg_default)
     report["sampler_us_per_step"] = sampler_cost_per_step(x_T, cond, null, steps, dev)
+    report["every_sampler"] = every_sampler_cost(x_T, cond, steps, dev)
     report["goals"] = {
         "overhead": report["summary"]["overhead"]["ours"] < OVERHEAD_GOAL,
         "cfg_ratio": report["summary"]["cfg_ratio"] <= CFG_RATIO_GOAL,

@@ -41,6 +41,12 @@ def test_main_tiny_run(tmp_path, capsys):
     assert report["check"]["timesteps_equal"] and report["check"]["max_abs_diff"] < 1e-4
     assert set(report["times"]) == set(bench.VARIANTS) and all(len(v) == 1 for v in report["times"].values())
     assert report["summary"]["cfg_ratio"] > 0 and report["device"]
+    from diffusion.solvers import SAMPLERS
+
+    every = report["every_sampler"]  # each sampler's own cost per network call, with its number of calls
+    assert set(every) == set(SAMPLERS) and every["ddim"]["calls"] == 5 and every["heun"]["calls"] == 9
+    assert every["flow_heun"]["calls"] == 9 and all(abs(c["us_per_call"]) < 1e5 for c in every.values())
+    assert "every sampler's own cost per network call" in text
 
 
 def test_ours_matches_diffusers(tiny):
