@@ -204,3 +204,16 @@ def test_nfe_sweep_and_its_plot(flow_ckpt, tmp_path, monkeypatch, capsys):
     assert nfe_main([f"ckpt={flow_ckpt}", "samplers=[heun]", "nfe=[3]", "reference=false", "n=6",
                      f"out={out}"]) == 2  # a sigma sampler on a zero-terminal-SNR flow model
     assert "infinite" in capsys.readouterr().err
+
+
+def test_plot_losses_reads_lightning_csv_logs(tmp_path, capsys):
+    from scripts.plot_losses import main as plot_main, read_log
+
+    log = tmp_path / "run" / "metrics.csv"
+    log.parent.mkdir()
+    log.write_text("epoch,step,train/img_per_s,train/loss,val/loss\n0,9,5.0,0.9,\n0,19,5.0,0.5,\n0,19,,,0.4\n")
+    assert read_log(log) == ([(9, 0.9), (19, 0.5)], [(19, 0.4)])
+    png = tmp_path / "loss.png"
+    assert plot_main([f"runs=[{log.parent}]", "labels=[flow]", f"out={png}"]) == 0 and png.stat().st_size > 1000
+    assert plot_main([f"runs=[{tmp_path / 'none'}]", f"out={png}"]) == 2
+    assert "no CSV log" in capsys.readouterr().err
