@@ -217,3 +217,10 @@ def test_plot_losses_reads_lightning_csv_logs(tmp_path, capsys):
     assert plot_main([f"runs=[{log.parent}]", "labels=[flow]", f"out={png}"]) == 0 and png.stat().st_size > 1000
     assert plot_main([f"runs=[{tmp_path / 'none'}]", f"out={png}"]) == 2
     assert "no CSV log" in capsys.readouterr().err
+
+
+def test_fd_floor_refuses_bad_input(capsys):
+    from scripts.fd_floor import main as floor_main
+
+    assert floor_main(["data=fashion_mnist", "n=1"]) == 2
+    assert floor_main(["n=10"]) == 2 and "data=<dataset config> is required" in capsys.readouterr().err
