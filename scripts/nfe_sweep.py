@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/nfe_sweep.py ckpt=<run>/checkpoints/last.ckpt data=fashion_mnist n=200
     .venv/bin/python scripts/nfe_sweep.py ckpt=<flow run>/checkpoints/last.ckpt samplers=[flow_euler,flow_heun]
-    .venv/bin/python scripts/nfe_sweep.py plot=[a.nfe.json,b.nfe.json] out=docs/pictures/nfe.png
+    .venv/bin/python scripts/nfe_sweep.py plot=[a.nfe.json,b.nfe.json] out=docs/pictures/nfe.png [floor=16.7]
 
 Each point is one scripts/evaluate.py run (the same n, seeds, labels and reference features) with the sampler's
 own config (configs/sampler/<name>.yaml: its spacing and options) at steps = NFE, or (NFE + 1)/2 for Heun (its
@@ -20,12 +20,12 @@ from pathlib import Path
 
 from data import DatasetError
 from evaluation.data_config import split_data_overrides
+from evaluation.eval_config import score
 from evaluation.features import FeatureError
 from sampling.atomic import OutputError, atomic_write_text
 from sampling.checkpoint import CheckpointError, load_model
 from sampling.checks import InputError, check_number
 from sampling.cli import compose_config, to_dict
-from scripts.evaluate import score
 
 HEUN = ("heun", "flow_heun")  # 2 * steps - 1 network calls
 
@@ -69,8 +69,9 @@ def print_table(rows: list[dict]) -> None:
               f"{r['sample_seconds']:.0f} |")
 
 
-def plot(paths: list[str], out: Path) -> None:
-    """FD against NFE (log x), one line per (checkpoint, sampler); the reference as a dashed level."""
+def plot(paths: list[str], out: Path, floor: float | None = None) -> None:
+    """FD against NFE (log x), one line per (checkpoint, sampler); the reference as a dashed level, and
+    ``floor`` (scripts/fd_floor.py's real-vs-real FD at the same n) as a dotted one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,6 +90,8 @@ def plot(paths: list[str], out: Path) -> None:
                 continue
             ax.plot([r["nfe"] for r in pts], [r[metric] for r in pts], marker="o" if kind == "flow" else "s",
                     ls="-" if kind != "flow" else ":", label=f"{kind}: {sampler}")
+    if floor is not None:
+        ax.axhline(floor, ls=":", lw=1.5, color="green", label=f"real vs real at the same n ({floor:g})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("network evaluations (NFE)")
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             missing = [p for p in paths if not Path(p).is_file()]
             if missing:
                 raise InputError(f"plot=: no such report {missing[0]}")
-            plot(paths, Path(out))
+            floor = next((float(a[6:]) for a in argv if a.startswith("floor=")), None)
+            plot(paths, Path(out), floor)
             return 0
         data_args = [a for a in argv if a.lstrip("+").startswith(("data=", "data.", "classifier."))]
         opts = to_dict(compose_config("nfe_sweep", [a for a in argv if a not in data_args]))

@@ -207,7 +207,8 @@ def test_nfe_sweep_and_its_plot(flow_ckpt, tmp_path, monkeypatch, capsys):
 
 
 def test_plot_losses_reads_lightning_csv_logs(tmp_path, capsys):
-    from scripts.plot_losses import main as plot_main, read_log
+    from scripts.plot_losses import main as plot_main
+    from scripts.plot_losses import read_log
 
     log = tmp_path / "run" / "metrics.csv"
     log.parent.mkdir()

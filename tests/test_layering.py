@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("models", "diffusion", "data", "training", "sampling", "evaluation")
 # The functions that turn config into objects (issue 9: "nothing outside the functions that turn config into
 # objects"): the shared CLI boundary, sample.py's settings table and the data-config builder of the evaluators;
-# training/run_dir.py writes a training run's Hydra records once its lock is held.
-CONFIG_BOUNDARY = {"sampling/cli.py", "sampling/settings.py", "evaluation/data_config.py", "training/run_dir.py"}
+# training/run_dir.py writes a training run's Hydra records once its lock is held; evaluation/eval_config.py turns
+# configs/eval.yaml into an evaluation for scripts/evaluate.py and scripts/nfe_sweep.py.
+CONFIG_BOUNDARY = {"sampling/cli.py", "sampling/settings.py", "evaluation/data_config.py", "training/run_dir.py",
+                   "evaluation/eval_config.py"}
 
 
 def _imports(path: Path) -> set[str]:
