@@ -3,6 +3,7 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -125,6 +126,15 @@ def run(args):
     return runner.run(args[1:], script=args[0], env={"OMP_NUM_THREADS": "1"})
 
 
+def run_sample(capsys, args):
+    """sample.py's main in this process (no interpreter start-up): its exit status and stderr, as run() gives."""
+    import sample
+
+    capsys.readouterr()
+    code = sample.main(list(args))
+    return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("cascade")
@@ -146,16 +156,16 @@ def test_train_refuses_low_res_that_does_not_fit():
     assert r.returncode == 2 and "model.low_res=32 must divide data.image_size=32" in r.stderr
 
 
-def test_cascade_on_generate_and_illusions(checkpoints):
+def test_cascade_on_generate_and_illusions(checkpoints, capsys):
     ckpts, root = checkpoints
     out = root / "gen"
-    r = run(["sample.py", f"ckpt={ckpts['b16']}", f"stage2={ckpts['sr']}", "n=3", "sampler.steps=2",
+    r = run_sample(capsys, [f"ckpt={ckpts['b16']}", f"stage2={ckpts['sr']}", "n=3", "sampler.steps=2",
              "guidance=2", f"out={out}"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert Image.open(out / "sample_0000.png").size == (32, 32)
     assert (out / "stage1_grid.png").is_file() and (out / "cascade.png").is_file()
     out = root / "anagram"
-    r = run(["sample.py", f"ckpt={ckpts['b16']}", f"stage2={ckpts['sr']}", "task=anagram", "task.labels=[1,2]",
+    r = run_sample(capsys, [f"ckpt={ckpts['b16']}", f"stage2={ckpts['sr']}", "task=anagram", "task.labels=[1,2]",
              "task.views=[identity,jigsaw]", "task.jigsaw=4", "task.n=1", "sampler.steps=2", f"out={out}"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert Image.open(out / "sample_0000.png").size == (32, 32) and (out / "cascade.png").is_file()
@@ -167,29 +177,29 @@ def test_cascade_on_generate_and_illusions(checkpoints):
     (["stage2={sr}", "task=sdedit"], "has no second stage"),
     (["stage2={sr}", "stage2_aug=1000"], "stage2_aug must be an integer in [0, 999]"),
 ])
-def test_bad_stage2_is_one_line_exit_2(checkpoints, args, message):
+def test_bad_stage2_is_one_line_exit_2(checkpoints, args, message, capsys):
     ckpts, root = checkpoints
     base = ckpts["base"] if "ckpt_is_base" in args else ckpts["b16"]
     args = [a.format(base=ckpts["base"], sr=ckpts["sr"]) for a in args if a != "ckpt_is_base"]
-    r = run(["sample.py", f"ckpt={base}", *args, f"out={root / 'bad'}"])
+    r = run_sample(capsys, [f"ckpt={base}", *args, f"out={root / 'bad'}"])
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_upscale_task_and_its_input_size(checkpoints, tmp_path):
+def test_upscale_task_and_its_input_size(checkpoints, tmp_path, capsys):
     ckpts, root = checkpoints
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     Image.new("RGB", (16, 16), (200, 30, 30)).save(good)
     Image.new("RGB", (32, 32), (200, 30, 30)).save(bad)
     out = tmp_path / "up"
-    r = run(["sample.py", f"ckpt={ckpts['sr']}", "task=upscale", f"image={good}", "task.n=2", "sampler.steps=2",
+    r = run_sample(capsys, [f"ckpt={ckpts['sr']}", "task=upscale", f"image={good}", "task.n=2", "sampler.steps=2",
              "label=1", f"out={out}"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert Image.open(out / "sample_0001.png").size == (32, 32) and (out / "upscale.png").is_file()
-    r = run(["sample.py", f"ckpt={ckpts['sr']}", "task=upscale", f"image={bad}", f"out={tmp_path / 'x'}"])
+    r = run_sample(capsys, [f"ckpt={ckpts['sr']}", "task=upscale", f"image={bad}", f"out={tmp_path / 'x'}"])
     assert r.returncode == 2 and "is 32x32; this upscaler takes 16x16 images" in r.stderr
-    r = run(["sample.py", f"ckpt={ckpts['sr']}", f"out={tmp_path / 'y'}"])
+    r = run_sample(capsys, [f"ckpt={ckpts['sr']}", f"out={tmp_path / 'y'}"])
     assert r.returncode == 2 and "an upscaler (model=unet_sr) runs task=upscale" in r.stderr
-    r = run(["sample.py", f"ckpt={ckpts['base']}", "task=upscale", f"image={good}", f"out={tmp_path / 'z'}"])
+    r = run_sample(capsys, [f"ckpt={ckpts['base']}", "task=upscale", f"image={good}", f"out={tmp_path / 'z'}"])
     assert r.returncode == 2 and "task=upscale needs an upscaler checkpoint" in r.stderr
 
 
