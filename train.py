@@ -84,6 +84,15 @@ def check_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
             check_choice(key, value, choices)
+    interval = OmegaConf.select(cfg, "diffusion.t_interval", default=None)
+    if interval is not None:
+        steps = OmegaConf.select(cfg, "diffusion.schedule.timesteps", default=None)
+        ok = (OmegaConf.is_list(interval) and len(interval) == 2 and isinstance(steps, int)
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)
+              and 0 <= interval[0] < interval[1] <= steps)
+        if not ok:
+            raise InputError(f"diffusion.t_interval={interval} must be [lo, hi] with 0 <= lo < hi <= "
+                             f"diffusion.schedule.timesteps={steps} (integer timesteps; hi exclusive)")
     low_res = OmegaConf.select(cfg, "model.low_res", default=None)
     if low_res is not None:  # a super-resolution stage (model=unet_sr)
         check_number("model.aug_max", cfg.model.get("aug_max", 0), 0, None, integer=True)
@@ -136,6 +145,7 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
         time_sampling=cfg.diffusion.get("time_sampling", "uniform"),
         logit_mean=cfg.diffusion.get("logit_mean", 0.0),
         logit_std=cfg.diffusion.get("logit_std", 1.0),
+        t_interval=cfg.diffusion.get("t_interval"),
         num_classes=cfg.model.get("num_classes"),
         label_dropout=cfg.diffusion.label_dropout,
         ema_decay=cfg.ema.decay,
@@ -146,7 +156,17 @@ def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
         run_config=run_config,
         captions=captions,
     )
+    if cfg.get("init_from"):
+        init_weights(module, cfg.init_from)
     return module, datamodule
+
+
+def init_weights(module: DiffusionModule, path: str) -> None:
+    """Start ``module`` from another run's weights, raw and EMA (read safely and checked to fit); the optimizer,
+    the step count and the random streams start afresh. eDiff-I's experts branch from a base model this way."""
+    ckpt = read_training_checkpoint(path)
+    check_fits(ckpt, module.state_dict(), module.run_config, path)
+    module.load_state_dict(ckpt["state_dict"])
 
 
 def resume_path(ckpt_path: str | None, run_dir: Path, module: DiffusionModule) -> str | None:

@@ -88,14 +88,33 @@ class Parametrization:
         return (f"{type(self).__name__}(weighting={self.weighting!r}, snr_gamma={self.snr_gamma}, "
                 f"time_sampling={self.time_sampling!r})")
 
-    def sample_timesteps(self, b: int, num_timesteps: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_timesteps(self, b: int, num_timesteps: int, generator: torch.Generator,
+                         interval: tuple[int, int] | None = None) -> torch.Tensor:
         """(b,) training timesteps in [0, T-1]: uniform, or logit-normal (Esser et al. 2024, eq. 19): u =
         sigmoid(logit_mean + logit_std n) in (0, 1), then the timestep i with u in (i/T, (i+1)/T] (timestep i
-        sits at u_i = (i+1)/T)."""
+        sits at u_i = (i+1)/T). ``interval`` = (lo, hi) restricts them to lo <= t < hi, each distribution
+        truncated to it (an eDiff-I expert, Balaji et al. 2022, Sec. 4)."""
+        if interval is not None and tuple(interval) != (0, num_timesteps):
+            return self._sample_in(b, num_timesteps, generator, *interval)
         if self.time_sampling == "uniform":
             return torch.randint(0, num_timesteps, (b,), generator=generator)
         u = torch.sigmoid(self.logit_mean + self.logit_std * torch.randn(b, generator=generator, dtype=torch.float64))
         return (torch.ceil(u * num_timesteps).long() - 1).clamp(0, num_timesteps - 1)
+
+    def _sample_in(self, b: int, num_timesteps: int, generator: torch.Generator, lo: int, hi: int) -> torch.Tensor:
+        if not 0 <= lo < hi <= num_timesteps:
+            raise ValueError(f"the timestep interval [{lo}, {hi}) must lie inside [0, {num_timesteps})")
+        if self.time_sampling == "uniform":
+            return torch.randint(lo, hi, (b,), generator=generator)
+        # timestep i <=> u in (i/T, (i+1)/T], so lo <= i < hi <=> n in (a, c] with a, c the logits of lo/T, hi/T:
+        # draw n from the normal truncated there by inverting its CDF
+        def cdf(i: int) -> torch.Tensor:
+            logit = torch.logit(torch.tensor(i / num_timesteps, dtype=torch.float64))  # -inf at 0, inf at T
+            return torch.special.ndtr((logit - self.logit_mean) / self.logit_std)
+        p_lo, p_hi = cdf(lo), cdf(hi)
+        p = p_lo + (p_hi - p_lo) * torch.rand(b, generator=generator, dtype=torch.float64)
+        u = torch.sigmoid(self.logit_mean + self.logit_std * torch.special.ndtri(p))
+        return (torch.ceil(u * num_timesteps).long() - 1).clamp(lo, hi - 1)
 
     def network_input(self, x_t: torch.Tensor, alpha_bar) -> torch.Tensor:
         """What the network is given for the VP state x_t: x_t itself (the flow objective overrides this)."""

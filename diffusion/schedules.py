@@ -108,3 +108,48 @@ def flow_schedule(timesteps: int = 1000, shift: float = 1.0) -> Schedule:
     u = torch.arange(1, timesteps + 1, dtype=torch.float64) / timesteps
     t = shift * u / (1 + (shift - 1) * u)
     return Schedule((1 - t) ** 2 / ((1 - t) ** 2 + t**2))
+
+
+def shifted_cosine_schedule(
+    timesteps: int = 1000,
+    resolution: int = 64,
+    base_resolution: int = 64,
+    interpolate_base: int | None = None,
+    logsnr_min: float = -15.0,
+    logsnr_max: float = 15.0,
+) -> Schedule:
+    """The cosine log-SNR schedule shifted for the image resolution (Hoogeboom et al. 2023, "simple diffusion",
+    Sec. 3.1 and its `logsnr_schedule_cosine_shifted`), on T discrete times t_i = (i + 1)/T, alpha_bar =
+    sigmoid(logsnr).
+
+    The cosine schedule logsnr(t) = -2 log tan(pi t / 2) is clipped to [logsnr_min, logsnr_max] by mapping t into
+    [t_min, t_max], t_min = atan(exp(-logsnr_max / 2)), t_max = atan(exp(-logsnr_min / 2)):
+    logsnr_cos(t) = -2 log tan(t_min + t (t_max - t_min)) (the paper's `logsnr_schedule_cosine`). Shifting it,
+    logsnr_shift(t; d) = logsnr_cos(t) + 2 log(d / resolution), makes the noisy image, average-pooled to d x d
+    (which multiplies its SNR by (resolution / d)^2), see the plain cosine schedule (d = base_resolution; the
+    paper's reference is 64). With interpolate_base, the two shifted schedules are mixed over t (Sec. 3.1,
+    interpolated schedule; the same formula as lucidrains/simple-diffusion's `logsnr_schedule_interpolated`):
+    logsnr(t) = t logsnr_shift(t; noise_d_low) + (1 - t) logsnr_shift(t; noise_d_high) with noise_d_low =
+    base_resolution and noise_d_high = interpolate_base, so the base_resolution shift governs high noise
+    (t -> 1) and the interpolate_base shift low noise (t -> 0); the paper's 512 x 512 setting mixes 32 and 256.
+    Ends: logsnr(t_{T-1}) = logsnr_min + 2 log(base_resolution / resolution); no zero terminal SNR.
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if resolution < 1 or base_resolution < 1 or (interpolate_base is not None and interpolate_base < 1):
+        raise ValueError(f"resolutions must be >= 1, got {resolution}, {base_resolution}, {interpolate_base}")
+    if not logsnr_min < logsnr_max:
+        raise ValueError(f"logsnr_min must be < logsnr_max, got {logsnr_min} and {logsnr_max}")
+    t = torch.arange(1, timesteps + 1, dtype=torch.float64) / timesteps
+    t_min, t_max = math.atan(math.exp(-0.5 * logsnr_max)), math.atan(math.exp(-0.5 * logsnr_min))
+    logsnr = -2 * torch.log(torch.tan(t_min + t * (t_max - t_min)))
+    shift = 2 * math.log(base_resolution / resolution)
+    if interpolate_base is None:
+        logsnr = logsnr + shift
+    else:
+        logsnr = t * (logsnr + shift) + (1 - t) * (logsnr + 2 * math.log(interpolate_base / resolution))
+    alphas_cumprod = torch.sigmoid(logsnr)
+    # logsnr above ~37 (a large positive shift) rounds alpha_bar to exactly 1 in float64, infinite SNR: refuse it
+    if not alphas_cumprod[0] < 1 or not bool((alphas_cumprod[1:] < alphas_cumprod[:-1]).all()):
+        raise ValueError("the shifted log-SNR does not decrease strictly within float64 (shift too large?)")
+    return Schedule(alphas_cumprod)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +18,7 @@ from torch.utils.data import Dataset
 from data import DatasetError
 from evaluation.classifier import cached_classifier
 from models.classifier import Classifier
-from sampling.checks import InputError
+from sampling.checks import InputError, check_number
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -110,3 +111,20 @@ def reference_captions(node: dict[str, Any]) -> list[str] | None:
     if not hasattr(dataset, "caption"):
         return None
     return [dataset.caption(i) for i in range(len(dataset))]
+
+
+def held_out(model, n: int) -> tuple[torch.Tensor, list]:
+    """(n, C, H, W) validation images of the model's training data (held out from training; for emoji, its fixed
+    test split) at the model's resolution, evenly spaced over the set, and each one's condition value for the
+    model (its label or caption; None for an unconditional one)."""
+    _, node = data_node(None, None, [], model.config["data"], model.image_shape)
+    node["val"]["image_size"] = model.image_shape[-1]
+    dataset = build_dataset(node["val"])
+    check_number(f"n (the validation set has {len(dataset)} images)", n, 1, len(dataset), integer=True)
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    images = torch.stack([dataset[i][0] for i in index])
+    values = {None: [None] * n, "label": [int(dataset[i][1]) for i in index],
+              "text": [dataset.caption(i) for i in index] if hasattr(dataset, "caption") else None}[model.cond_kind]
+    if values is None:
+        raise InputError("the validation set has no captions for this text-conditioned upscaler")
+    return images, values

@@ -144,14 +144,20 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """ADM U-Net denoiser (Dhariwal & Nichol 2021, Sec. 3): net(x_t, t, cond) -> tensor shaped like x_t."""
+    """ADM U-Net denoiser (Dhariwal & Nichol 2021, Sec. 3): net(x_t, t, cond) -> tensor shaped like x_t.
+
+    simple diffusion's U-Net changes (Hoogeboom et al. 2023, Sec. 3.3 and 3.4) are two options: ``num_res_blocks`` as
+    one count per level puts the capacity at the low resolutions (its "scaling the architecture", blocks
+    weighted toward 16x16), and ``dropout_resolutions`` keeps dropout only in ResBlocks at those sizes (the middle
+    block sits at the lowest). At their defaults (an int, None) the network is ADM's, parameter for parameter.
+    """
 
     def __init__(
         self,
         in_channels: int = 3,
         base_channels: int = 128,
         channel_mult: Sequence[int] = (1, 2, 2, 2),
-        num_res_blocks: int = 2,
+        num_res_blocks: int | Sequence[int] = 2,
         attention_resolutions: Sequence[int] = (16,),
         image_size: int = 32,
         dropout: float = 0.0,
@@ -162,11 +168,25 @@ class UNet(nn.Module):
         num_groups: int = 32,
         cond: str = "label",
         text_dim: int = 384,
+        dropout_resolutions: Sequence[int] | None = None,
     ):
         super().__init__()
         check_cond_kind(cond)
         channel_mult = tuple(channel_mult)
         attention_resolutions = tuple(attention_resolutions)
+        if isinstance(num_res_blocks, int):
+            blocks_per_level = (num_res_blocks,) * len(channel_mult)
+        else:
+            blocks_per_level = tuple(num_res_blocks)
+            if len(blocks_per_level) != len(channel_mult) or not all(
+                isinstance(n, int) and n >= 1 for n in blocks_per_level
+            ):
+                raise ValueError(
+                    f"num_res_blocks must be an int or one count >= 1 per level of channel_mult "
+                    f"{list(channel_mult)}, got {list(blocks_per_level)}"
+                )
+        if dropout_resolutions is not None:
+            dropout_resolutions = tuple(dropout_resolutions)
         self.factor = 2 ** (len(channel_mult) - 1)
         if image_size % self.factor:
             raise ValueError(
@@ -191,12 +211,16 @@ class UNet(nn.Module):
         def xattn(ch: int) -> CrossAttentionBlock | None:
             return CrossAttentionBlock(ch, text_dim, num_heads, num_groups) if text else None
 
+        def res_block(cin: int, cout: int, res: int) -> ResBlock:
+            # simple diffusion Sec. 3.4: dropout only where the feature maps are small; None = everywhere (ADM)
+            drops = dropout_resolutions is None or res in dropout_resolutions
+            return ResBlock(cin, cout, emb_dim, dropout if drops else 0.0, use_scale_shift_norm, num_groups)
+
         # Sizes no level reaches (8 for a 28x28 input) are ignored, as in ADM; the middle block always attends.
         def level(cin: int, cout: int, res: int) -> Level:
             attends = res in attention_resolutions
             attn = AttentionBlock(cout, num_heads, num_groups) if attends else None
-            res_block = ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, num_groups)
-            return Level(res_block, attn, xattn(cout) if attends else None)
+            return Level(res_block(cin, cout, res), attn, xattn(cout) if attends else None)
 
         # Encoder: every block's output is kept as a skip for the decoder, as in ADM's input_blocks.
         self.input_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -204,7 +228,7 @@ class UNet(nn.Module):
         ch = base_channels
         self.down = nn.ModuleList()
         for i, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
+            for _ in range(blocks_per_level[i]):
                 self.down.append(level(ch, base_channels * mult, resolutions[i]))
                 ch = base_channels * mult
                 skip_channels.append(ch)
@@ -214,19 +238,19 @@ class UNet(nn.Module):
 
         # ADM's middle block is res-attention-res whatever attention_resolutions says.
         self.middle = Level(
-            ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups),
+            res_block(ch, ch, resolutions[-1]),
             AttentionBlock(ch, num_heads, num_groups),
             xattn(ch),
         )
-        self.middle_res = ResBlock(ch, ch, emb_dim, dropout, use_scale_shift_norm, num_groups)
+        self.middle_res = res_block(ch, ch, resolutions[-1])
 
-        # Decoder: num_res_blocks + 1 blocks per level, each consuming one skip, upsampling after the last.
+        # Decoder: the level's num_res_blocks + 1 blocks, each consuming one skip, upsampling after the last.
         self.up = nn.ModuleList()
         for i, mult in reversed(list(enumerate(channel_mult))):
-            for j in range(num_res_blocks + 1):
+            for j in range(blocks_per_level[i] + 1):
                 self.up.append(level(ch + skip_channels.pop(), base_channels * mult, resolutions[i]))
                 ch = base_channels * mult
-                if i > 0 and j == num_res_blocks:
+                if i > 0 and j == blocks_per_level[i]:
                     self.up.append(Upsample(ch))
 
         self.out = nn.Sequential(
@@ -285,7 +309,7 @@ class SuperResUNet(UNet):
         in_channels: int = 3,
         base_channels: int = 128,
         channel_mult: Sequence[int] = (1, 2, 2, 2),
-        num_res_blocks: int = 2,
+        num_res_blocks: int | Sequence[int] = 2,
         attention_resolutions: Sequence[int] = (16,),
         image_size: int = 64,
         dropout: float = 0.0,
@@ -296,10 +320,12 @@ class SuperResUNet(UNet):
         num_groups: int = 32,
         cond: str = "label",
         text_dim: int = 384,
+        dropout_resolutions: Sequence[int] | None = None,
     ):
         # every argument named (no **kwargs): the checkpoint loader admits only a constructor's own parameters
         super().__init__(in_channels, base_channels, channel_mult, num_res_blocks, attention_resolutions, image_size,
-                         dropout, num_heads, num_classes, learn_sigma, use_scale_shift_norm, num_groups, cond, text_dim)
+                         dropout, num_heads, num_classes, learn_sigma, use_scale_shift_norm, num_groups, cond, text_dim,
+                         dropout_resolutions)
         if not 1 <= low_res < image_size:
             raise ValueError(f"low_res must be in [1, image_size={image_size}), got {low_res}")
         if aug_max < 0:

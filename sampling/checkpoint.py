@@ -23,20 +23,35 @@ import yaml
 from torch import nn
 
 from diffusion.parametrization import PREDICTIONS, Parametrization, make_parametrization
-from diffusion.schedules import Schedule, cosine_schedule, flow_schedule, linear_schedule, sigmoid_schedule
+from diffusion.schedules import (
+    Schedule,
+    cosine_schedule,
+    flow_schedule,
+    linear_schedule,
+    shifted_cosine_schedule,
+    sigmoid_schedule,
+)
 from models.dit import DiT
+from models.experts import ExpertEnsemble
 from models.text import EncoderError, TextEncoder, encoder_for
 from models.unet import SuperResUNet, UNet
+from models.uvit import UViT
 
 # The only callables a checkpoint's config may name. A new backbone or schedule is added here.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "models.unet.UNet": UNet, "models.unet.SuperResUNet": SuperResUNet, "models.dit.DiT": DiT,
+    "models.uvit.UViT": UViT,
 }
+# eDiff-I's ensemble: its config names one backbone of MODELS (``expert``) and the boundaries between the experts'
+# intervals of timesteps; every expert is that backbone
+ENSEMBLE = "models.experts.ExpertEnsemble"
+MAX_EXPERTS = 16
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "diffusion.schedules.linear_schedule": linear_schedule,
     "diffusion.schedules.cosine_schedule": cosine_schedule,
     "diffusion.schedules.sigmoid_schedule": sigmoid_schedule,
     "diffusion.schedules.flow_schedule": flow_schedule,
+    "diffusion.schedules.shifted_cosine_schedule": shifted_cosine_schedule,
 }
 
 
@@ -154,6 +169,30 @@ def _constructor(node: Any, allowed: dict[str, Callable], what: str, path: Path)
     return fn, kwargs
 
 
+def _model_constructor(node: Any, path: Path) -> tuple[Callable, dict, dict]:
+    """(constructor, its keyword arguments, the backbone's keyword arguments) of the stored model config: one
+    backbone of MODELS, or an expert ensemble whose ``expert`` node is checked the same way."""
+    if not (isinstance(node, dict) and node.get("_target_") == ENSEMBLE):
+        fn, kwargs = _constructor(node, MODELS, "model", path)
+        return fn, kwargs, kwargs
+    extra = sorted(set(node) - {"_target_", "expert", "boundaries", "num_timesteps"})
+    if extra:
+        raise CheckpointError(f"{path}: refused: the stored model config has a key {extra[0][:50]!r} that "
+                              f"{ENSEMBLE} does not take")
+    expert_fn, expert_kwargs = _constructor(node.get("expert"), MODELS, "model.expert", path)
+    boundaries, num_timesteps = node.get("boundaries"), node.get("num_timesteps", 1000)
+    if not (isinstance(boundaries, list) and _plain(boundaries) and 0 < len(boundaries) < MAX_EXPERTS
+            and _plain(num_timesteps)):
+        raise CheckpointError(f"{path}: refused: the stored model.boundaries must be a list of 1 to "
+                              f"{MAX_EXPERTS - 1} timesteps")
+
+    def build() -> ExpertEnsemble:
+        experts = [expert_fn(**expert_kwargs) for _ in range(len(boundaries) + 1)]
+        return ExpertEnsemble(experts, boundaries, num_timesteps)
+
+    return build, {}, expert_kwargs
+
+
 def _build_net(fn: Callable, kwargs: dict, net_state: dict, path: Path) -> nn.Module:
     """The network, built first on the meta device and compared with the weights' names and shapes, so a
     config that asks for huge layers fails on the comparison instead of allocating them."""
@@ -204,7 +243,7 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
     if bad is not None:
         raise CheckpointError(f"{path}: refused: its '{weights}' weights hold NaN or inf (first: {bad}); the run "
                               "diverged before this was saved")
-    model_fn, model_kwargs = _constructor(config.get("model"), MODELS, "model", path)
+    model_fn, net_kwargs, model_kwargs = _model_constructor(config.get("model"), path)
     diffusion = config.get("diffusion") if isinstance(config.get("diffusion"), dict) else {}
     schedule_fn, schedule_kwargs = _constructor(diffusion.get("schedule"), SCHEDULES, "diffusion.schedule", path)
     prediction = diffusion.get("prediction")
@@ -226,7 +265,7 @@ def load_model(path: str | Path, weights: str = "ema") -> LoadedModel:
         raise CheckpointError(f"{path}: the stored model.num_classes must be a positive integer or null")
     channels = _positive_int(config, ("data", "channels"), path)
     size = _positive_int(config, ("data", "image_size"), path)
-    net = _build_net(model_fn, model_kwargs, net_state, path)
+    net = _build_net(model_fn, net_kwargs, net_state, path)
     try:
         schedule = schedule_fn(**schedule_kwargs)
     except Exception as e:  # the schedule's own checks (a non-decreasing alpha_bar, T = 0, ...)

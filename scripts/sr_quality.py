@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from data import DatasetError
 from diffusion.cascade import downsample, upsample
 from diffusion.denoiser import cond_slice
-from evaluation.data_config import build_dataset, data_node
+from evaluation.data_config import held_out
 from evaluation.image_quality import psnr, ssim
 from sampling.atomic import OutputError, atomic_write_text
 from sampling.cascade import sr_denoiser, stack_conditions, upscale_batches
@@ -31,23 +31,6 @@ from sampling.checkpoint import CheckpointError, load_model
 from sampling.checks import InputError, check_number
 from sampling.cli import build_job, compose_config, run_tool, to_dict
 from sampling.io import captioned_rows
-
-
-def held_out(model, n: int) -> tuple[torch.Tensor, list]:
-    """(n, C, H, W) validation images of the model's training data (held out from training; for emoji, its fixed
-    test split) at the model's resolution, evenly spaced over the set, and each one's condition value for the
-    model (its label or caption; None for an unconditional one)."""
-    _, node = data_node(None, None, [], model.config["data"], model.image_shape)
-    node["val"]["image_size"] = model.image_shape[-1]
-    dataset = build_dataset(node["val"])
-    check_number(f"n (the validation set has {len(dataset)} images)", n, 1, len(dataset), integer=True)
-    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
-    images = torch.stack([dataset[i][0] for i in index])
-    values = {None: [None] * n, "label": [int(dataset[i][1]) for i in index],
-              "text": [dataset.caption(i) for i in index] if hasattr(dataset, "caption") else None}[model.cond_kind]
-    if values is None:
-        raise InputError("the validation set has no captions for this text-conditioned upscaler")
-    return images, values
 
 
 def scores(name: str, sr: torch.Tensor, truth: torch.Tensor) -> dict:

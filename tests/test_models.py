@@ -19,7 +19,7 @@ from models.unet import AttentionBlock, group_norm
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs" / "model"
 PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-SMALL = ["dit_cpu", "dit_tiny", "unet_small", "unet_tiny"]
+SMALL = ["dit_cpu", "dit_cpu_small", "dit_tiny", "unet_simple", "unet_small", "unet_tiny", "uvit_cpu"]
 # Large presets that still run one batch-1 forward in about a second; the rest are only built on "meta".
 MEDIUM = ["dit_b2", "dit_s2", "unet_ddpm_cifar"]
 NUM_CLASSES = 10

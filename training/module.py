@@ -45,6 +45,7 @@ class DiffusionModule(L.LightningModule):
         time_sampling: str = "uniform",
         logit_mean: float = 0.0,
         logit_std: float = 1.0,
+        t_interval: tuple[int, int] | None = None,
         num_classes: int | None = None,
         label_dropout: float = 0.1,
         ema_decay: float = 0.9999,
@@ -64,6 +65,8 @@ class DiffusionModule(L.LightningModule):
         # preview samples use it too
         self.parametrization = make_parametrization(prediction, loss_weighting, snr_gamma, time_sampling,
                                                     logit_mean, logit_std)
+        # an eDiff-I expert trains only on lo <= t < hi (None: every timestep)
+        self.t_interval = tuple(t_interval) if t_interval is not None else None
         self.num_classes, self.label_dropout = (None if captions is not None else num_classes), label_dropout
         # a text model: the encodings of the dataset's whole caption set, looked up per batch (row 0 is the empty
         # caption, the null condition); buffers so they follow the module's device, never saved in checkpoints
@@ -126,7 +129,8 @@ class DiffusionModule(L.LightningModule):
     def _loss(self, x0: torch.Tensor, labels: torch.Tensor, g: torch.Generator, dropout: float,
               captions: list[str] | None = None) -> torch.Tensor:
         b = x0.shape[0]
-        t = self.parametrization.sample_timesteps(b, self.schedule.num_timesteps, g).to(self.device)
+        t = self.parametrization.sample_timesteps(b, self.schedule.num_timesteps, g, self.t_interval)
+        t = t.to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(x0)
         cond = None
         if self.caption_index is not None:  # caption dropout: the empty caption (row 0) in place of the caption
