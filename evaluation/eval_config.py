@@ -17,6 +17,7 @@ from evaluation.data_config import class_captions, data_node, reference_captions
 from evaluation.report import check_options, evaluate
 from sampling.cascade import check_stage2, upscale_samples
 from sampling.checkpoint import load_model
+from sampling.checks import check_number
 from sampling.cli import to_dict
 from sampling.job import Job
 from sampling.settings import check_device, check_sampler, check_settings
@@ -37,6 +38,7 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
     if cfg.stage2 is not None:  # the cascade: its upscaler runs on the samples, scored at the upscaler's size
         sr = load_model(cfg.stage2, weights=opts["weights"])
         check_stage2(model, sr, cfg.stage2)
+        check_number("stage2_aug", cfg.stage2_aug, 0, sr.schedule.num_timesteps - 1, integer=True)
         check_sampler(sampler, steps, spacing, sr.parametrization.name, sr.schedule)
         sr.net.to(device)
         job = Job(model, instantiate(sampler), steps, spacing, Guidance(float(opts["guidance"])), opts["seed"],

@@ -42,7 +42,9 @@ NUMBERS: dict[str, Range] = {
     # samples saturate whatever the thresholding, so a larger value is a typo
     "guidance": Range(0, 50),
     "guidance_rescale": Range(0, 1),  # Lin et al. 2024, eq. 16: a blend weight phi in [0, 1]
-    "stage2_aug": Range(0, lambda T: T - 1, integer=True),  # the cascade's low-res augmentation level (CDM sec. 4.2)
+    # the cascade's low-res augmentation level (CDM sec. 4.2); its upper bound, the upscaler's T - 1, is checked
+    # where the upscaler is loaded (sampling/cli.py): the base model's T says nothing about it
+    "stage2_aug": Range(0, None, integer=True),
     # sampler
     "sampler.steps": Range(1, lambda T: T, integer=True),
     "sampler.eta": Range(0, 1),  # Song et al. 2021, eq. 16: 0 = DDIM (deterministic), 1 = DDPM's variance
