@@ -6,7 +6,8 @@
 The images are the validation split of the first checkpoint's data (evenly spaced), each model conditioned on their
 labels (or captions) when it takes them. Per bucket: each model's own objective (unweighted MSE on its target) and
 the MSE of its x0 estimate (comparable across objectives and schedules). Prints a markdown table; writes JSON and, with
-plot=, a PNG. Exit 2 with one line for bad input (super-resolution stages are refused).
+plot=, a PNG of the objective per bucket and its change against the first model. Exit 2 with one line for bad
+input (super-resolution stages are refused).
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    first = next(iter(report["models"].values()))
     for name, rows in report["models"].items():
         mid = [(r["t_lo"] + r["t_hi"] - 1) / 2 for r in rows]
         axes[0].plot(mid, [r["loss"] for r in rows], marker="o", label=name)
-        axes[1].plot(mid, [r["x0_mse"] for r in rows], marker="o", label=name)
+        axes[1].plot(mid, [100 * (r["loss"] / f["loss"] - 1) for r, f in zip(rows, first)], marker="o", label=name)
+    first_name = next(iter(report["models"]))
     axes[0].set(xlabel="timestep t", ylabel="loss on the model's target", title="objective per bucket")
-    axes[1].set(xlabel="timestep t", ylabel="MSE of x0 estimate", yscale="log", title="x0 error per bucket")
+    axes[1].set(xlabel="timestep t", ylabel=f"% change against {first_name}", title="relative to the first model")
+    axes[1].axhline(0, color="grey", lw=0.8)
     axes[0].legend()
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
