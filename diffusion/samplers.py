@@ -52,7 +52,8 @@ SCHEDULE_SPACINGS = SPACINGS + ("logsnr", "karras")  # what ``schedule_timesteps
 
 
 def schedule_timesteps(
-    schedule: Schedule, steps: int, spacing: str = "uniform", start: int | None = None, rho: float = 7.0
+    schedule: Schedule, steps: int, spacing: str = "uniform", start: int | None = None, rho: float = 7.0,
+    sigma_max: float | None = None,
 ) -> list[int]:
     """A decreasing list of ``steps`` distinct timesteps in [0, T-1] (or [0, start]) for spacings that need the
     schedule; the spacings of ``make_timesteps`` are passed to it unchanged.
@@ -60,8 +61,10 @@ def schedule_timesteps(
     logsnr: uniform in log-SNR from t = T-1 (or ``start``) down to t = 0, both ends included (Lu et al. 2022,
     DPM-Solver, sec. 3.3 "logSNR"); karras: Karras et al. 2022, eq. 5, sigma_i = (sigma_max^(1/rho) + i/(N-1)
     (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho with sigma = sqrt((1 - alpha_bar)/alpha_bar) and sigma_min/max
-    the schedule's ends. Each target goes to the timestep nearest in log sigma (k-diffusion's quantized
-    ``sigma_to_t``); timesteps that collide after rounding (many at the low-noise end) move up one by one, so the
+    the schedule's ends, or with ``sigma_max`` the smaller of it and the schedule's top (EDM's sigma_max = 80: a
+    cosine schedule's last timestep has sigma ~ 6e4, and rho = 7 would spend most of a short list up there; the
+    sampler then starts from pure noise at the timestep of sigma_max, as k-diffusion does). Each target goes to the
+    timestep nearest in log sigma (k-diffusion's quantized ``sigma_to_t``); timesteps that collide after rounding (many at the low-noise end) move up one by one, so the
     list keeps ``steps`` distinct values.
     """
     if spacing in SPACINGS:
@@ -85,6 +88,10 @@ def schedule_timesteps(
     if spacing == "logsnr":
         targets = torch.linspace(hi, lo, steps, dtype=torch.float64)
     else:
+        if sigma_max is not None:
+            if not sigma_max > 0:
+                raise ValueError(f"sigma_max must be > 0, got {sigma_max}")
+            hi = min(hi, math.log(sigma_max))
         ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
         s_max, s_min = math.exp(hi / rho), math.exp(lo / rho)  # sigma^(1/rho) at the two ends
         targets = rho * torch.log(s_max + ramp * (s_min - s_max))

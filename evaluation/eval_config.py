@@ -32,6 +32,7 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
     check_settings(cfg, model.schedule.num_timesteps)  # seed, guidance, sampler.* (steps 1..T), device
     sampler = to_dict(cfg.sampler)
     steps, spacing = sampler.pop("steps"), sampler.pop("spacing")
+    sigma_max = check_number("sampler.sigma_max", sampler.pop("sigma_max", None), 0, lo_open=True, allow_none=True)
     check_sampler(sampler, steps, spacing, model.parametrization.name, model.schedule)
     device = str(check_device(cfg.device))
     shape, upscale, upscale_settings = model.image_shape, None, None
@@ -42,15 +43,16 @@ def score(cfg: DictConfig, data_name: str | None, data_overrides: list[str]) -> 
         check_sampler(sampler, steps, spacing, sr.parametrization.name, sr.schedule)
         sr.net.to(device)
         job = Job(model, instantiate(sampler), steps, spacing, Guidance(float(opts["guidance"])), opts["seed"],
-                  device, opts["weights"], stage2=sr, stage2_aug=int(cfg.stage2_aug))
+                  device, opts["weights"], stage2=sr, stage2_aug=int(cfg.stage2_aug), sigma_max=sigma_max)
         shape, upscale = sr.image_shape, partial(upscale_samples, job, batch_size=opts["batch_size"])
         upscale_settings = {"checkpoint": str(Path(cfg.stage2).resolve()), "aug": int(cfg.stage2_aug)}
     name, data_cfg = data_node(data_name, cfg.get("data"), data_overrides, model.config["data"], shape)
     return evaluate(
         model, name, data_cfg, checkpoint=opts["ckpt"], weights=opts["weights"], sampler=instantiate(sampler),
         sampler_name=sampler["_target_"].rsplit(".", 1)[-1].removeprefix("sample_"),
-        sampler_settings={k: v for k, v in sampler.items() if not k.startswith("_")},
-        timesteps=schedule_timesteps(model.schedule, steps, spacing), spacing=spacing,
+        sampler_settings={**{k: v for k, v in sampler.items() if not k.startswith("_")},
+                          **({"sigma_max": sigma_max} if sigma_max is not None else {})},
+        timesteps=schedule_timesteps(model.schedule, steps, spacing, sigma_max=sigma_max), spacing=spacing,
         guidance=Guidance(float(opts["guidance"])), device=device, started=started, upscale=upscale,
         upscale_settings=upscale_settings,
         class_prompts=class_captions(data_cfg) if model.encoder is not None else None,

@@ -105,10 +105,13 @@ def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, C
     model.net.to(device)
     sampler_cfg = to_dict(cfg.sampler)
     steps, spacing = sampler_cfg.pop("steps"), sampler_cfg.pop("spacing")
+    sigma_max = check_number("sampler.sigma_max", sampler_cfg.pop("sigma_max", None), 0, lo_open=True,
+                             allow_none=True)
     check_sampler(sampler_cfg, steps, spacing, model.parametrization.name, model.schedule)
     if stage2 is not None:
         check_sampler(sampler_cfg, steps, spacing, stage2.parametrization.name, stage2.schedule)
     guidance = Guidance(cfg.guidance, cfg.guidance_rescale, cfg.guidance_batched)
     job = Job(model, instantiate(sampler_cfg), steps, spacing, guidance, cfg.seed, device, cfg.weights,
-              negative_prompt=cfg.negative_prompt, stage2=stage2, stage2_aug=int(cfg.get("stage2_aug", 250)))
+              negative_prompt=cfg.negative_prompt, stage2=stage2, stage2_aug=int(cfg.get("stage2_aug", 250)),
+              sigma_max=sigma_max)
     return job, instantiate(cfg.task)

@@ -38,12 +38,14 @@ class Job:
     negative_prompt: str | None = None  # a text model's null condition for guidance, in place of the empty caption
     stage2: LoadedModel | None = None  # the cascade's upscaler (sample.py stage2=), run after the base stage
     stage2_aug: int = 250  # its low-resolution noise-augmentation level (DeepFloyd IF's stage II default)
+    sigma_max: float | None = None  # karras spacing: where its ramp starts (the sampler's sigma_max setting)
     notes: list[str] = field(default_factory=list)  # lines printed after the outputs are written
     _encoded: dict = field(default_factory=dict, repr=False)  # (encoder id, prompt) -> TextCond of batch 1
 
     def timesteps(self, model: LoadedModel | None = None) -> list[int]:
         """The sampler's full decreasing list of timesteps for ``model`` (default: the job's)."""
-        return schedule_timesteps((model or self.model).schedule, self.steps, self.spacing)
+        return schedule_timesteps((model or self.model).schedule, self.steps, self.spacing,
+                                  sigma_max=self.sigma_max)
 
     def encode(self, prompt: str, model: LoadedModel | None = None):
         """The TextCond (batch 1, on the job's device) of ``prompt`` under ``model``'s encoder, encoded once."""

@@ -20,6 +20,7 @@ CASES = {
     "guidance_rescale above 1": (["guidance_rescale=1.5"], "guidance_rescale must be a finite number in [0, 1]"),
     "eta nan": (["sampler.eta=nan"], "sampler.eta must be a finite number in [0, 1], got nan"),
     "eta above 1": (["sampler.eta=3"], "sampler.eta must be a finite number in [0, 1]"),
+    "sigma_max 0": (["sampler=heun", "sampler.sigma_max=0"], "sampler.sigma_max must be a finite number in (0, "),
     "jump_length 0 (never ended)": ([*INPAINT, "task.resamples=3", "task.jump_length=0"],
                                     "jump_length must be an integer in [1, 1000], got 0"),
     "jump_length negative": ([*INPAINT, "task.jump_length=-1"], "jump_length must be an integer in [1, 1000], got -1"),

@@ -347,6 +347,14 @@ def test_schedule_timesteps_follow_their_formulas():
     karras = [(s_max + i / 7 * (s_min - s_max)) ** 7 for i in range(8)]  # Karras et al. 2022, eq. 5
     want = [int((sigma.log() - math.log(k)).abs().argmin()) for k in karras]
     assert schedule_timesteps(SCHED, 8, "karras") == want
+    # EDM's sigma_max = 80: the ramp starts there instead of at the schedule's top
+    s_cap = 80.0 ** (1 / 7)
+    capped = [(s_cap + i / 7 * (s_min - s_cap)) ** 7 for i in range(8)]
+    want = [int((sigma.log() - math.log(k)).abs().argmin()) for k in capped]
+    assert schedule_timesteps(SCHED, 8, "karras", sigma_max=80.0) == want
+    assert float(sigma[want[0]]) == pytest.approx(80.0, rel=0.05) and want[0] < len(AB) - 1
+    # a cap above the top changes nothing
+    assert schedule_timesteps(SCHED, 8, "karras", sigma_max=1e12) == schedule_timesteps(SCHED, 8, "karras")
 
 
 def test_schedule_timesteps_passes_make_timesteps_spacings_through():
