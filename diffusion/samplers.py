@@ -64,8 +64,8 @@ def schedule_timesteps(
     the schedule's ends, or with ``sigma_max`` the smaller of it and the schedule's top (EDM's sigma_max = 80: a
     cosine schedule's last timestep has sigma ~ 6e4, and rho = 7 would spend most of a short list up there; the
     sampler then starts from pure noise at the timestep of sigma_max, as k-diffusion does). Each target goes to the
-    timestep nearest in log sigma (k-diffusion's quantized ``sigma_to_t``); timesteps that collide after rounding (many at the low-noise end) move up one by one, so the
-    list keeps ``steps`` distinct values.
+    timestep nearest in log sigma (k-diffusion's quantized ``sigma_to_t``); timesteps that collide after rounding
+    (many at the low-noise end) move up one by one, so the list keeps ``steps`` distinct values.
     """
     if spacing in SPACINGS:
         return make_timesteps(schedule.num_timesteps, steps, spacing, start)
