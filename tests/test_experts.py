@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 import sample
 from diffusion.parametrization import make_parametrization
@@ -16,6 +17,7 @@ from models.unet import UNet
 from sampling.checkpoint import CheckpointError, load_model
 from scripts import bucket_loss, combine_experts
 from tests.runner import train
+from tests.runner import train as train_run
 
 
 def tiny_unet(seed: int, cond: str = "label") -> UNet:
@@ -157,9 +159,18 @@ def test_an_ensemble_config_naming_a_foreign_expert_is_refused(experts, tmp_path
 
 
 def test_bad_intervals_are_refused_by_train(tmp_path):
-    for bad in ("[500,400]", "[0,1001]", "[0.5,10]"):
-        proc = train(tmp_path / "run", f"diffusion.t_interval={bad}", check=False)
-        assert proc.returncode == 2 and "diffusion.t_interval" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    import train
+    from sampling.checks import InputError
+    from tests.test_configs import compose_train
+
+    for bad in ("[0,1001]", "[0.5,10]", "[7]"):
+        cfg = compose_train(tmp_path, f"diffusion.t_interval={bad}")
+        with open_dict(cfg):
+            del cfg["hydra"]  # as in train.py, where Hydra hands over the config without its own node
+        with pytest.raises(InputError, match="diffusion.t_interval"):
+            train.check_settings(cfg)
+    proc = train_run(tmp_path / "run", "diffusion.t_interval=[500,400]", check=False)  # the whole entry point
+    assert proc.returncode == 2 and "diffusion.t_interval" in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
