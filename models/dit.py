@@ -3,7 +3,15 @@
 import torch
 from torch import nn
 
-from models.layers import CrossAttention, LabelEmbedder, TimestepEmbedder, attend, check_cond_kind, text_parts
+from models.layers import (
+    CrossAttention,
+    LabelEmbedder,
+    TimestepEmbedder,
+    attend,
+    check_cond_kind,
+    text_parts,
+    unpatchify,
+)
 
 
 def sincos_pos_embed_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -180,10 +188,7 @@ class DiT(nn.Module):
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, G^2, p * p * C') -> image (B, C', G p, G p)."""
-        B, G, p, C = x.shape[0], self.grid_size, self.patch_size, self.out_channels
-        x = x.reshape(B, G, G, p, p, C)  # (B, G, G, p, p, C')
-        x = torch.einsum("bhwpqc->bchpwq", x)  # (B, C', G, p, G, p)
-        return x.reshape(B, C, G * p, G * p)  # (B, C', H, W)
+        return unpatchify(x, self.grid_size, self.patch_size, self.out_channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) int or float, cond: (B,) labels or None (= null label), or for a text model a

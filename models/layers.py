@@ -85,6 +85,14 @@ class CrossAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
+def unpatchify(x: torch.Tensor, grid: int, patch: int, channels: int) -> torch.Tensor:
+    """Tokens (B, G^2, p * p * C) of a G x G patch grid -> image (B, C, G p, G p) (DiT's and U-ViT's decoder)."""
+    B = x.shape[0]
+    x = x.reshape(B, grid, grid, patch, patch, channels)  # (B, G, G, p, p, C)
+    x = torch.einsum("bhwpqc->bchpwq", x)  # (B, C, G, p, G, p)
+    return x.reshape(B, channels, grid * patch, grid * patch)  # (B, C, H, W)
+
+
 COND_KINDS = ("label", "text")
 
 

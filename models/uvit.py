@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import LabelEmbedder, check_cond_kind, text_parts, timestep_embedding
+from models.layers import LabelEmbedder, check_cond_kind, text_parts, timestep_embedding, unpatchify
 
 
 class Attention(nn.Module):
@@ -136,10 +136,7 @@ class UViT(nn.Module):
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, G^2, p * p * C') -> image (B, C', G p, G p)."""
-        B, G, p, C = x.shape[0], self.grid_size, self.patch_size, self.out_channels
-        x = x.reshape(B, G, G, p, p, C)  # (B, G, G, p, p, C')
-        x = torch.einsum("bhwpqc->bchpwq", x)  # (B, C', G, p, G, p)
-        return x.reshape(B, C, G * p, G * p)  # (B, C', H, W)
+        return unpatchify(x, self.grid_size, self.patch_size, self.out_channels)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """x (B, C, H, W), t (B,) int or float, cond: (B,) labels or None (= null label), or for a text model a
