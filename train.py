@@ -5,6 +5,7 @@
     python train.py -m model=unet_small,dit_cpu diffusion.prediction=eps,v   # sweep
     python train.py ckpt_path=runs/<date>/<time>/checkpoints/last.ckpt         # resume exactly, into a new folder
     python train.py hydra.run.dir=runs/<date>/<time> ckpt_path=last            # resume in place, from its newest
+    python train.py experiment=textual_inversion ckpt=<text model> concept=<folder> 'token="<my-star>"' init_word=star
 
 Exit status: 0 done; 1 training diverged or an output could not be written; 2 bad settings, data or checkpoint
 (one ``error:`` line, nothing written); 130 / 143 stopped by SIGINT / SIGTERM after saving the current step.
@@ -26,6 +27,7 @@ from data import DatasetError
 from diffusion.parametrization import PREDICTIONS, TIME_SAMPLINGS, WEIGHTINGS
 from models.text import CaptionCache, EncoderError, encoder_record, make_encoder
 from sampling.atomic import OutputError, atomic_write_text
+from sampling.checkpoint import load_model
 from sampling.checks import InputError, check_choice, check_number
 from training.checkpoint_io import (
     AtomicCheckpointIO,
@@ -43,6 +45,7 @@ from training.run_dir import (
     write_hydra_records,
 )
 from training.signals import SaveOnSignal, TrainingInterrupted
+from training.textual_inversion import ConceptData, TextualInversion, concept_images
 
 # the default hydra.run.dir is ${unique_dir:runs/<date>/<time>}: a second run in the same second gets <time>_1
 OmegaConf.register_new_resolver("unique_dir", claim_unique_dir, replace=True)
@@ -125,9 +128,36 @@ def caption_cache(cfg: DictConfig, datamodule) -> tuple[CaptionCache, dict]:
     return CaptionCache.build(encoder, sorted(captions)), encoder_record(encoder)
 
 
-def build(cfg: DictConfig) -> tuple[DiffusionModule, L.LightningDataModule]:
+def build_textual_inversion(cfg: DictConfig) -> tuple[TextualInversion, L.LightningDataModule]:
+    """experiment=textual_inversion: the frozen model of ``ckpt``, the images of ``concept`` and the new token."""
+    ti = cfg.textual_inversion
+    check_number("textual_inversion.batch_size", ti.batch_size, 1, None, integer=True)
+    check_number("textual_inversion.lr", ti.lr, 0, None, lo_open=True)
+    check_number("textual_inversion.crop", ti.crop, 0, None, integer=True)
+    templates = list(ti.templates)
+    if not templates or not all(isinstance(t, str) and t.count("{}") == 1 for t in templates):
+        raise InputError("textual_inversion.templates must be a non-empty list of prompts, each with one {} "
+                         "(the token)")
+    model = load_model(cfg.ckpt, ti.weights)
+    if model.encoder is None:  # before reading the images
+        raise InputError(f"ckpt={cfg.ckpt}: textual inversion needs a text-conditioned checkpoint (model.cond=text); "
+                         "this one is label-conditioned or unconditional")
+    images, captions = concept_images(str(cfg.concept), model)
+    try:
+        module = TextualInversion(model, images, str(cfg.token), str(cfg.init_word), captions,
+                                  tuple(templates),
+                                  ti.batch_size, ti.lr, ti.hflip, ti.crop, cfg.seed,
+                                  OmegaConf.to_container(cfg, resolve=True))
+    except EncoderError as e:
+        raise InputError(f"init_word={cfg.init_word}: {e}") from None
+    return module, ConceptData(images)
+
+
+def build(cfg: DictConfig) -> tuple[DiffusionModule | TextualInversion, L.LightningDataModule]:
     """The LightningModule and DataModule described by ``cfg`` (settings checked, datasets opened and checked here)."""
     check_settings(cfg)
+    if cfg.get("concept") is not None:
+        return build_textual_inversion(cfg)
     text = cfg.model.get("cond", "label") == "text"
     datamodule = instantiate(cfg.data, captions=text)
     run_config = OmegaConf.to_container(cfg, resolve=True)

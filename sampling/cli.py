@@ -23,6 +23,7 @@ from diffusion.guidance import Guidance
 from sampling.cascade import check_stage2
 from sampling.checkpoint import LoadedModel, load_model
 from sampling.checks import InputError, check_number
+from sampling.embeddings import with_embeddings
 from sampling.job import Job
 from sampling.settings import check_device, check_sampler, check_settings
 
@@ -45,6 +46,11 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
             key = unknown.group(1)
             hint = f" (a task's own parameters are task.{key}=...)" if name == "sample" and "." not in key else ""
             first = f"unknown key {key!r} for configs/{name}.yaml{hint}"
+        elif first.startswith("LexerNoViableAltException"):  # Hydra's grammar takes no < > ( ) [ ] unquoted
+            value = first.split(":", 1)[-1].strip()
+            key, _, rest = value.partition("=")
+            first = (f"{value[:80]!r}: Hydra reads < > ( ) {{ }} only inside quotes; write '{key}=\"{rest[:60]}\"' "
+                     "(the outer single quotes are for the shell)")
         raise InputError(first) from e
     return cfg
 
@@ -73,6 +79,16 @@ STAGE2_TASKS = ("generate", "anagram", "hybrid")
 TASK_INPUTS = ("n", "batch_size", "label", "prompt", "prompts", "save_trajectory", "image", "mask")
 
 
+def embedding_paths(value) -> list[str]:
+    """``embeddings=`` as a list of paths: null, one path, or a list of paths."""
+    if value is None:
+        return []
+    paths = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(p, str) and p for p in paths):
+        raise InputError(f"embeddings= takes a file or a list of files, got {value!r}")
+    return paths
+
+
 def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, Callable[[Job], dict]]:
     """sample.py's config -> (Job, task): the boundary where settings are checked (sampling/settings.py) and
     turned into objects. The task is configs/task/<name>.yaml instantiated as a partial of its function; the
@@ -88,7 +104,7 @@ def build_job(cfg: DictConfig, model: LoadedModel | None = None) -> tuple[Job, C
             takes = ", ".join(k for k in cfg.task if not k.startswith("_"))
             raise InputError(f"{key}={value}: task={task_name} takes no {key} (it takes: {takes})")
         cfg.task[key] = value
-    model = model or load_model(cfg.ckpt, cfg.weights)
+    model = with_embeddings(model or load_model(cfg.ckpt, cfg.weights), embedding_paths(cfg.get("embeddings")))
     check_settings(cfg, model.schedule.num_timesteps)
     device = check_device(cfg.device)
     if model.low_res is not None and task_name != "upscale":

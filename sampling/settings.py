@@ -71,6 +71,12 @@ NUMBERS: dict[str, Range] = {
     # less than half the pasted frame)
     "task.jigsaw": Range(2, 64, integer=True),  # anagram: pieces per side (its own check: it divides the size)
     "task.sigma": Range(0, 8, lo_open=True),  # hybrid: low-pass std in pixels (its own check: the kernel fits)
+    "task.eta": Range(0, 2),  # imagic: the paper sweeps 0..1 and edits beyond 1 rarely help
+    "task.etas[]": Range(0, 2),
+    "task.embed_steps": Range(0, 100_000, integer=True),  # imagic stage A
+    "task.embed_lr": Range(0, 1, lo_open=True),
+    "task.finetune_steps": Range(0, 100_000, integer=True),  # imagic stage B
+    "task.finetune_lr": Range(0, 1, lo_open=True),
 }
 
 CHOICES: dict[str, tuple] = {
@@ -82,6 +88,7 @@ CHOICES: dict[str, tuple] = {
     "overwrite": (True, False),
     "task.direction": ("in", "out"),
     "task.kind": ("low_high", "grey_colour"),  # hybrid
+    "task.start": ("noise", "inversion"),  # imagic
 }
 
 _MISSING = object()

@@ -111,14 +111,25 @@ def test_optim_configs(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", _options("experiment"))
-def test_experiment_configs_compose_and_build(tmp_path, name):
+def test_experiment_configs_compose_and_build(tmp_path, name, request):
     import train
 
-    cfg = compose_train(tmp_path, f"experiment={name}")
+    extra = []
+    if name == "textual_inversion":  # a run on a trained text model and a folder of concept images
+        from data.concept import write_concept
+
+        concept = write_concept(tmp_path / "concept", "star", 3, image_size=16)
+        extra = [f"ckpt={request.getfixturevalue('text_ckpt')}", f"concept={concept}", 'token="<my-star>"',
+                 "init_word=star"]
+    cfg = compose_train(tmp_path, f"experiment={name}", *extra)
     with open_dict(cfg):
         del cfg["hydra"]  # as in train.py, where Hydra hands over the config without its own node
     module, datamodule = train.build(cfg)
-    assert module.num_classes == datamodule.num_classes
+    if name == "textual_inversion":
+        assert [n for n, p in module.named_parameters() if p.requires_grad] == ["vector"]
+        assert datamodule.count == 3
+    else:
+        assert module.num_classes == datamodule.num_classes
 
 
 # The tools' own configs (configs/<tool>.yaml, composed by sampling.cli) with the settings each requires.
@@ -135,6 +146,8 @@ TOOLS = {
     "ddib_transfer": ["ckpt=x.ckpt", "data=procedural", "source=0", "target=1"],
     "eval": ["ckpt=x.ckpt", "data=procedural"],
     "export": ["ckpt=x.ckpt"],
+    "textual_inversion_eval": ["ckpt=x.ckpt", "runs=runs/ti"],
+    "text_edit_eval": ["ckpt=x.ckpt"],
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from diffusion.cascade import downsample, sr_condition
-from diffusion.forward_process import add_noise, gather
+from diffusion.losses import denoising_loss
 from diffusion.parametrization import make_parametrization
 from diffusion.schedules import Schedule
 from models.text import CaptionCache, TextCond
@@ -30,7 +30,51 @@ def _warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
-class DiffusionModule(L.LightningModule):
+class ResumableModule(L.LightningModule):
+    """What every training run here shares: its randomness (t, noise, dropout, augmentation) comes from one
+    seeded generator whose state is checkpointed with the global RNG's, so a resumed run draws exactly what a
+    straight run draws; and a save refuses non-finite weights. Subclasses set ``seed`` and ``run_config``."""
+
+    seed: int = 0
+    run_config: dict | None = None
+    generator: torch.Generator | None = None
+    _pending_rng: dict[str, torch.Tensor] | None = None
+
+    def _rng(self) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + self.global_rank)
+        return self.generator
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng is not None:  # restore after everything Lightning did between load and now
+            self._rng().set_state(self._pending_rng["generator"])
+            torch.set_rng_state(self._pending_rng["torch"])
+            self._pending_rng = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every save passes here on every rank, before any file is opened: a diverged step (huge lr) must never
+        # overwrite the last good checkpoint, and the loss check only sees it one step later
+        bad = non_finite_entry(checkpoint["state_dict"])
+        if bad is not None:
+            value = checkpoint["state_dict"][bad]
+            kind = "nan" if bool(torch.isnan(value).any()) else "inf"
+            raise NonFiniteWeightsError(f"weight {bad} became {kind} at step {self.global_step}")
+        checkpoint["difflab"] = {
+            "rng": {"generator": self._rng().get_state(), "torch": torch.get_rng_state()},
+            "config": self.run_config,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("difflab", {}).get("rng")
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """NonFiniteLossError (on every rank) when the loss of this step is NaN or Inf."""
+        bad = not bool(torch.isfinite(loss))
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise NonFiniteLossError(f"training loss became {loss.item()} at step {self.global_step}")
+
+
+class DiffusionModule(ResumableModule):
     """Trains ``net`` to predict ``prediction`` under ``schedule`` (Ho et al. 2020, alg. 1), with EMA,
     label dropout for classifier-free guidance (Ho & Salimans 2022) and LR warm-up."""
 
@@ -86,34 +130,6 @@ class DiffusionModule(L.LightningModule):
         self.generator: torch.Generator | None = None
         self._pending_rng: dict[str, torch.Tensor] | None = None
 
-    # -- randomness -----------------------------------------------------------------------------------
-    def _rng(self) -> torch.Generator:
-        if self.generator is None:
-            self.generator = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + self.global_rank)
-        return self.generator
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._pending_rng is not None:  # restore after everything Lightning did between load and now
-            self._rng().set_state(self._pending_rng["generator"])
-            torch.set_rng_state(self._pending_rng["torch"])
-            self._pending_rng = None
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # every save passes here on every rank, before any file is opened: a diverged step (huge lr) must never
-        # overwrite the last good checkpoint, and the loss check below only sees it one step later
-        bad = non_finite_entry(checkpoint["state_dict"])
-        if bad is not None:
-            value = checkpoint["state_dict"][bad]
-            kind = "nan" if bool(torch.isnan(value).any()) else "inf"
-            raise NonFiniteWeightsError(f"weight {bad} became {kind} at step {self.global_step}")
-        checkpoint["difflab"] = {
-            "rng": {"generator": self._rng().get_state(), "torch": torch.get_rng_state()},
-            "config": self.run_config,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._pending_rng = checkpoint.get("difflab", {}).get("rng")
-
     # -- training -------------------------------------------------------------------------------------
     def text_cond(self, ids: torch.Tensor) -> TextCond:
         """The cached encodings of caption rows ``ids`` (B,) (row 0: the empty caption)."""
@@ -144,18 +160,12 @@ class DiffusionModule(L.LightningModule):
             low = downsample(x0, self.net.low_res)
             noise = torch.randn(low.shape, generator=g).to(x0)
             cond = sr_condition(low, x0.shape[-1], aug_t.to(self.device), self.schedule, noise, cond)
-        alpha_bar = gather(self.schedule.alphas_cumprod, t, x0)
-        x_t = self.parametrization.network_input(add_noise(x0, eps, alpha_bar), alpha_bar)  # the flow's own x
-        out = self.net_forward(x_t, t, cond)  # (B, C or 2C, H, W)
-        snr = self.schedule.snr.to(self.device)[t]
-        return self.parametrization.loss(out, x0, eps, alpha_bar, snr)
+        return denoising_loss(self.net_forward, self.parametrization, self.schedule, x0, t, eps, cond)
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x0, labels, *captions = batch  # (image, label) or, for a text model, (image, label, caption)
         loss = self._loss(x0, labels, self._rng(), self.label_dropout, *captions)
-        bad = not bool(torch.isfinite(loss))
-        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
-            raise NonFiniteLossError(f"training loss became {loss.item()} at step {self.global_step}")
+        self.check_finite(loss)
         self.log("train/loss", loss, prog_bar=True, sync_dist=False)
         return loss
 
