@@ -78,9 +78,9 @@ def render_concept(kind: str, n: int, image_size: int = 32, seed: int = 0, sizes
 
 def write_concept(folder: str | Path, kind: str, n: int, image_size: int = 32, seed: int = 0) -> Path:
     """Write n concept images and their metadata.jsonl into ``folder`` (created; must not hold images yet)."""
+    images, captions = render_concept(kind, n, image_size, seed)  # a bad kind is refused before anything is made
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    images, captions = render_concept(kind, n, image_size, seed)
     lines = []
     for k, (image, caption) in enumerate(zip(images, captions)):
         name = f"{k:03d}.png"

@@ -148,6 +148,7 @@ TOOLS = {
     "export": ["ckpt=x.ckpt"],
     "textual_inversion_eval": ["ckpt=x.ckpt", "runs=runs/ti"],
     "text_edit_eval": ["ckpt=x.ckpt"],
+    "make_concept": ["out=concepts/x"],
 }
 
 
