@@ -1,9 +1,10 @@
 """New concepts for textual inversion: shapes the procedural set never draws (a five-pointed star, or a letter in
-matplotlib's DejaVu Sans Bold), rendered in procedural's colours, backgrounds, sizes and positions.
+matplotlib's DejaVu Sans Bold), rendered in procedural's colours, backgrounds, sizes and positions; or an emoji of
+the emoji set's held-out split, at a few scales and offsets.
 
 ``write_concept`` makes a folder that ``train.py experiment=textual_inversion concept=<folder>`` reads: PNGs and a
-``metadata.jsonl`` whose captions are procedural's with the concept named ``<S*>`` ("a large red <S*> in the
-centre on a black background").
+``metadata.jsonl`` whose captions name the concept ``<S*>``: procedural's captions for shapes ("a large red <S*> in
+the centre on a black background"), "a <S*>" for an emoji (as the emoji captions are "a red heart").
 """
 
 from __future__ import annotations
@@ -55,13 +56,42 @@ def concept_mask(kind: str, shapes: ProceduralShapes, p: dict) -> np.ndarray:
         return star_mask(shapes._xs, shapes._ys, *p["centre"], p["half"])
     if kind.startswith("letter:") and len(kind) == len("letter:") + 1:
         return letter_mask(kind[-1], shapes.image_size, *p["centre"], p["half"])
-    raise DatasetError(f"unknown concept kind {kind!r}: star or letter:<one character>")
+    raise DatasetError(f"unknown concept kind {kind!r}: star, letter:<one character> or emoji:<held-out name>")
+
+
+def held_out_emoji(name: str, image_size: int) -> torch.Tensor:
+    """The emoji of the held-out (test) split whose caption is "a <name>" or "an <name>", (3, S, S) in [-1, 1]."""
+    from data.emoji import Emoji
+
+    test = Emoji(image_size, split="test")
+    for i in range(len(test)):
+        if test.caption(i) in (f"a {name}", f"an {name}", name):
+            return test[i][0]
+    raise DatasetError(f"no emoji of the held-out split is called {name!r} (e.g. "
+                       f"{', '.join(test.caption(i) for i in range(3))})")
+
+
+def render_emoji_concept(name: str, n: int, image_size: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """n views of a held-out emoji on white: scaled by 0.8-1.0 and shifted by up to 2 px (the first as it is)."""
+    import torchvision.transforms.functional as TF
+
+    base = held_out_emoji(name, image_size)
+    rng = np.random.default_rng(seed)
+    views = [base]
+    for _ in range(n - 1):
+        scale, (dx, dy) = float(rng.uniform(0.8, 1.0)), rng.integers(-2, 3, size=2).tolist()
+        views.append(TF.affine(base, angle=0.0, translate=[dx, dy], scale=scale, shear=[0.0],
+                               interpolation=TF.InterpolationMode.BILINEAR, fill=[1.0, 1.0, 1.0]))
+    return torch.stack(views[:n]), [f"a {PLACEHOLDER}"] * n
 
 
 def render_concept(kind: str, n: int, image_size: int = 32, seed: int = 0, sizes: tuple[str, ...] = ("large",)
                    ) -> tuple[torch.Tensor, list[str]]:
     """n images (n, 3, S, S) in [-1, 1] of the concept in procedural's colours, backgrounds and positions (drawn
-    per index from ``seed``; sizes limited to ``sizes`` so small glyphs stay legible), and their captions."""
+    per index from ``seed``; sizes limited to ``sizes`` so small glyphs stay legible), and their captions; for
+    ``emoji:<name>``, views of that held-out emoji."""
+    if kind.startswith("emoji:"):
+        return render_emoji_concept(kind.removeprefix("emoji:"), n, image_size, seed)
     shapes = ProceduralShapes(size=max(n, 1) * 50, image_size=image_size, seed=seed)
     images, captions, i = [], [], 0
     while len(images) < n:

@@ -155,3 +155,17 @@ def test_embedding_for_another_encoder_is_refused(text_ckpt, tmp_path, encoder, 
     code = sample.main([f"ckpt={text_ckpt}", f"embeddings={path}", "prompt=a cat", f"out={out}", "sampler.steps=2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "t5-small" in err[0] and not out.exists()
+
+
+def test_make_concept_writes_a_captioned_folder_or_nothing(tmp_path, capsys):
+    from data.folder import ImageFolder
+    from scripts.make_concept import main
+
+    assert main([f"out={tmp_path / 'a'}", "kind=letter:A", "n=3", "image_size=16"]) == 0
+    folder = ImageFolder(str(tmp_path / "a"), image_size=16)
+    assert len(folder) == 3 and all(PLACEHOLDER in folder.caption(i) for i in range(3))
+    assert main([f"out={tmp_path / 'a'}"]) == 2  # holds images already
+    assert main([f"out={tmp_path / 'b'}", "kind=hexagon"]) == 2 and not (tmp_path / "b").exists()
+    assert main([f"out={tmp_path / 'c'}", "n=0"]) == 2 and not (tmp_path / "c").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
