@@ -22,6 +22,7 @@ from data.concept import render_concept
 from data.folder import find_images
 from data.procedural import parse_caption
 from evaluation.factors import cached_factor_classifier
+from evaluation.features import InceptionFeatures
 from evaluation.personalisation import colour_accuracy, concept_scores, nearest_word, reference_pool, score_word
 from models.text import WithTokens
 from sampling.atomic import OutputError, atomic_write_text
@@ -62,7 +63,9 @@ def run(cfg: DictConfig) -> None:
         raise InputError(f"ckpt={opts['ckpt']} is not a text model")
     base = model.encoder
     channels, size, _ = model.image_shape
-    classifier, _ = cached_factor_classifier(image_size=size, channels=channels)
+    emoji = str(opts["kind"]).startswith("emoji:")
+    classifier = None if emoji else cached_factor_classifier(image_size=size, channels=channels)[0]
+    features = InceptionFeatures() if emoji else classifier.features
     pool, is_concept = reference_pool(opts["kind"], size, opts["pool"])
     job, _ = build_job(compose_config("sample", [f"ckpt={opts['ckpt']}", f"guidance={opts['guidance']}",
                                                  f"sampler.steps={opts['steps']}"]), model)
@@ -78,8 +81,8 @@ def run(cfg: DictConfig) -> None:
                                    timesteps=job.timesteps(), seed=seed, batch_size=64).cpu()
         return sample
 
-    common = dict(pool=pool, is_concept=is_concept, prompts=opts["prompts"], n_per_prompt=opts["n_per_prompt"],
-                  seed=opts["seed"])
+    common = dict(features=features, classifier=classifier, pool=pool, is_concept=is_concept,
+                  prompts=opts["prompts"], n_per_prompt=opts["n_per_prompt"], seed=opts["seed"], emoji=emoji)
     rows, pictures = [], []
     plain = sampler({})
     done_words: dict[str, dict] = {}
@@ -87,29 +90,30 @@ def run(cfg: DictConfig) -> None:
         token, init = config["token"], config["init_word"]
         n_images = len(find_images(Path(config["concept"])))
         for step, vector in steps:
-            row, images = score_word(sampler({token: vector}), classifier, token, **common)
+            row, images = score_word(sampler({token: vector}), word=token, **common)
             rows.append({"run": str(path), "images": n_images, "step": step, "kind": "token"} | row)
             print(json.dumps(rows[-1]))
         final = steps[-1][1]
         pictures.append((f"{token} ({n_images} images, step {steps[-1][0]})", images[:: opts["n_per_prompt"]]))
         for kind, word in (("initial word", init), ("nearest word", nearest_word(base, final, (token,)))):
             if word not in done_words:
-                done_words[word], images = score_word(plain, classifier, word, **common)
+                done_words[word], images = score_word(plain, word=word, **common)
                 pictures.append((f"{word} ({kind})", images[:: opts["n_per_prompt"]]))
             rows.append({"run": str(path), "images": n_images, "step": None, "kind": kind} | done_words[word])
             print(json.dumps(rows[-1]))
     renders, captions = render_concept(opts["kind"], 64, size, seed=5000)  # ceilings: real concept images
-    colours = [parse_caption(c)["colour"] for c in captions]
-    real = {"renders": 64, **concept_scores(classifier, renders, pool, is_concept),
-            "colour_accuracy": colour_accuracy(classifier, renders, colours)}
+    real = {"renders": len(renders), **concept_scores(features, renders, pool, is_concept)}
+    if classifier is not None:
+        real["colour_accuracy"] = colour_accuracy(classifier, renders, [parse_caption(c)["colour"] for c in captions])
     lines = ["| concept images | step | word | concept rate | feature distance | colour accuracy |",
              "|---:|---:|---|---:|---:|---:|"]
+    colour = lambda r: f"{r['colour_accuracy']:.3f}" if "colour_accuracy" in r else "-"  # noqa: E731
     for r in rows:
         step = r["step"] if r["step"] is not None else r["kind"]
         lines.append(f"| {r['images']} | {step} | {r['word']} | {r['concept_rate']:.3f} | "
-                     f"{r['concept_distance']:.3f} | {r['colour_accuracy']:.3f} |")
-    lines.append(f"| renders | - | (64 fresh concept renders) | {real['concept_rate']:.3f} | "
-                 f"{real['concept_distance']:.3f} | {real['colour_accuracy']:.3f} |")
+                     f"{r['concept_distance']:.3f} | {colour(r)} |")
+    lines.append(f"| renders | - | ({len(renders)} fresh concept renders) | {real['concept_rate']:.3f} | "
+                 f"{real['concept_distance']:.3f} | {colour(real)} |")
     print("\n".join(lines))
     out = Path(opts["out"]) if opts["out"] else runs[0] / "textual_inversion_eval.json"
     atomic_write_text(out, json.dumps({"settings": opts, "rows": rows, "renders": real}, indent=2) + "\n")
