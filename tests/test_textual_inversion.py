@@ -99,26 +99,32 @@ def test_embedding_file_round_trips(tmp_path, encoder):
     assert not torch.equal(words.tokens[0], words.tokens[1])
 
 
-def test_train_writes_the_embedding_and_resumes_exactly(text_ckpt, concept, tmp_path):
+def test_train_writes_an_embedding_that_sample_reads(text_ckpt, concept, tmp_path):
     before = _sha(text_ckpt)
+    proc = _ti(tmp_path / "run", text_ckpt, concept, "trainer.max_steps=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    vectors, meta = read_embeddings(tmp_path / "run" / EMBEDDINGS_FILE)
+    assert list(vectors) == ["<my-star>"] and json.loads(meta["init_words"]) == {"<my-star>": "star"}
+    assert _sha(text_ckpt) == before  # the model file is read, never written
+    out = tmp_path / "samples"
+    assert sample.main([f"ckpt={text_ckpt}", f"embeddings={tmp_path / 'run' / EMBEDDINGS_FILE}",
+                        'prompt="a green <my-star>"', "n=2", "sampler.steps=2", f"out={out}"]) == 0
+    assert (out / "grid.png").is_file()
+    code = sample.main([f"ckpt={text_ckpt}", "prompt=a <my-star>", f"out={tmp_path / 'x'}"])  # unquoted: told how
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_textual_inversion_resumes_exactly(text_ckpt, concept, tmp_path):
     straight = _ti(tmp_path / "straight", text_ckpt, concept, "trainer.max_steps=4")
     assert straight.returncode == 0, straight.stderr[-2000:]
     half = _ti(tmp_path / "resumed", text_ckpt, concept, "trainer.max_steps=2")
     assert half.returncode == 0, half.stderr[-2000:]
     resumed = _ti(tmp_path / "resumed", text_ckpt, concept, "trainer.max_steps=4", "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a, meta = read_embeddings(tmp_path / "straight" / EMBEDDINGS_FILE)
+    a, _ = read_embeddings(tmp_path / "straight" / EMBEDDINGS_FILE)
     b, _ = read_embeddings(tmp_path / "resumed" / EMBEDDINGS_FILE)
-    assert list(a) == ["<my-star>"] and json.loads(meta["init_words"]) == {"<my-star>": "star"}
     assert torch.equal(a["<my-star>"], b["<my-star>"])
-    assert _sha(text_ckpt) == before  # the model file is read, never written
-    out = tmp_path / "samples"
-    emb = tmp_path / "straight" / EMBEDDINGS_FILE
-    assert sample.main([f"ckpt={text_ckpt}", f"embeddings={emb}", 'prompt="a green <my-star>"', "n=2",
-                        "sampler.steps=2", f"out={out}"]) == 0
-    assert (out / "grid.png").is_file()
-    code = sample.main([f"ckpt={text_ckpt}", "prompt=a <my-star>", f"out={tmp_path / 'x'}"])  # unquoted: told how
-    assert code == 2
 
 
 def _refused_train(tmp_path, ckpt, concept, *extra, token='"<my-star>"'):
@@ -132,17 +138,48 @@ def _refused_train(tmp_path, ckpt, concept, *extra, token='"<my-star>"'):
     return err[0]
 
 
-def test_bad_textual_inversion_inputs_get_one_line_and_exit_2(text_ckpt, tiny_ckpts, concept, tmp_path):
-    assert "text-conditioned" in _refused_train(tmp_path, tiny_ckpts["cond"], concept)
+def _build(tmp_path, ckpt, concept, *extra, token='"<my-star>"'):
+    """train.py's build of a textual-inversion run, in-process (the entry point is tested once below)."""
+    from omegaconf import open_dict
+
+    import train
+    from tests.test_configs import compose_train
+
+    cfg = compose_train(tmp_path, "experiment=textual_inversion", f"ckpt={ckpt}", f"concept={concept}",
+                        f"token={token}", "init_word=star", *extra)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return train.build(cfg)
+
+
+def test_bad_textual_inversion_inputs_are_refused(text_ckpt, concept, tmp_path):
+    from data import DatasetError
+
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no images" in _refused_train(tmp_path, text_ckpt, empty)
+    with pytest.raises(DatasetError, match="no images"):
+        _build(tmp_path, text_ckpt, empty)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"not a png")
-    assert "unreadable" in _refused_train(tmp_path, text_ckpt, broken)
-    assert "already reads it" in _refused_train(tmp_path, text_ckpt, concept, token="star")
-    assert "init_word" in _refused_train(tmp_path, text_ckpt, concept, "init_word=starfish-shaped")
+    with pytest.raises(DatasetError, match="unreadable"):
+        _build(tmp_path, text_ckpt, broken)
+    with pytest.raises(InputError, match="already reads it"):
+        _build(tmp_path, text_ckpt, concept, token="star")
+    with pytest.raises(InputError, match="init_word"):
+        _build(tmp_path, text_ckpt, concept, "init_word=starfish-shaped")
+    with pytest.raises(InputError, match="templates"):
+        _build(tmp_path, text_ckpt, concept, "textual_inversion.templates=[a photo]")
+    uncaptioned = tmp_path / "uncaptioned"
+    uncaptioned.mkdir()
+    (uncaptioned / "a.png").write_bytes((concept / "000.png").read_bytes())
+    (uncaptioned / "metadata.jsonl").write_text('{"file_name": "a.png", "text": "a large red star"}\n')
+    with pytest.raises(InputError, match="<S\\*>"):
+        _build(tmp_path, text_ckpt, uncaptioned)
+
+
+def test_label_checkpoint_gets_one_line_exit_2_and_nothing_written(tiny_ckpts, concept, tmp_path):
+    assert "text-conditioned" in _refused_train(tmp_path, tiny_ckpts["cond"], concept)
 
 
 def test_embedding_for_another_encoder_is_refused(text_ckpt, tmp_path, encoder, capsys):
