@@ -39,7 +39,8 @@ def pick_edits(n: int, seed: int, image_size: int, data_seed: int = 7) -> list[d
     """n edits of each kind on test images (procedural seed ``data_seed``, none a training image): the image's
     index and factors, the changed factor, its new value (a seen colour x shape pair whose colour contrasts with
     the background), the source and target captions, and the region where nothing should change (H, W) bool."""
-    shapes = ProceduralShapes(size=10_000, image_size=image_size, seed=data_seed, combos="seen")
+    # combos="all": the images sample.py's image=procedural:<i>:<seed> loads; held-out pairs are skipped below
+    shapes = ProceduralShapes(size=10_000, image_size=image_size, seed=data_seed)
     rng = np.random.default_rng(seed)
     edits, i = [], 0
     for factor in EDITS:
@@ -47,7 +48,7 @@ def pick_edits(n: int, seed: int, image_size: int, data_seed: int = 7) -> list[d
         while made < n:
             item = shapes.sample(i)
             i += 1
-            if item["size"] == "small":  # small shapes are a few pixels at 32 px: too little to edit
+            if item["size"] == "small" or (item["colour"], item["kind"]) in HELD_OUT:  # small: a few pixels at 32 px
                 continue
             p = {k: item[k] for k in ("kind", "colour", "background", "size", "position")}
             key = {"shape": "kind"}.get(factor, factor)

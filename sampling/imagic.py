@@ -142,7 +142,7 @@ def edit(job: Job, fitted: Fitted, eta: float, x_T: torch.Tensor) -> torch.Tenso
 
 
 def imagic(job: Job, image: str | None = None, prompt: str | None = None, eta: float = 0.7,
-           etas: list[float] | None = None, embed_steps: int = 200, embed_lr: float = 1e-3,
+           etas: list[float] | None = None, embed_steps: int = 100, embed_lr: float = 1e-3,
            finetune_steps: int = 200, finetune_lr: float = 1e-4, finetune_layers: list[str] | None = None,
            batch_size: int = 8, start: str = "noise", n: int = 1) -> dict:
     """Imagic on ``image`` towards ``prompt`` (module docstring); ``n`` seeds at the chosen ``eta``, a strip over

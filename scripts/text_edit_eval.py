@@ -60,6 +60,7 @@ def run(cfg: DictConfig) -> None:
     edits = pick_edits(opts["edits"], opts["seed"], size)
     spec = lambda e: f"procedural:{e['index']}:{e['data_seed']}"  # noqa: E731
     picture_rows: dict[int, list] = {}
+    stage_times: list[dict[str, float]] = []
 
     def run_imagic(e):
         start = time.perf_counter()
@@ -71,6 +72,8 @@ def run(cfg: DictConfig) -> None:
             t0 = time.perf_counter()
             image = to_tensor(to_pil(imagic_edit(job, fitted, float(eta), x_T)[0]))
             out.append((f"eta={eta:g}", image, fit_s + time.perf_counter() - t0))
+            stage_c = time.perf_counter() - t0
+        stage_times.append({**fitted.times, "stage_c_s": stage_c})  # C: one eta, one sample
         return out
 
     def run_sdedit(e):
@@ -109,10 +112,13 @@ def run(cfg: DictConfig) -> None:
             lines.append(f"| {r['method']} | {r['setting']} | {r['edits']} | {r['success']:.2f} | {r['kept']:.2f} | "
                          f"{r['both']:.2f} | {r['outside_mse']:.4f} | {r['seconds']:.1f} |")
     print("\n".join(lines))
+    if stage_times:
+        mean = {k: float(np.mean([t[k] for t in stage_times])) for k in stage_times[0]}
+        print("imagic wall time per image (s): " + ", ".join(f"{k} {v:.1f}" for k, v in mean.items()))
     out = Path(opts["out"]) if opts["out"] else Path(opts["ckpt"]).with_name(f"{Path(opts['ckpt']).stem}"
                                                                            ".text_edits.json")
     report = {"settings": opts, "edits": [{k: v for k, v in e.items() if k not in ("image", "keep")} for e in edits],
-              "rows": rows, "summary": summary}
+              "rows": rows, "summary": summary, "imagic_stage_times": stage_times}
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"report: {out}")
     if opts["picture"]:
