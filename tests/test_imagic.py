@@ -77,3 +77,18 @@ def test_imagic_refuses_a_label_model(tiny_ckpts, tmp_path, capsys):
     code = sample.main([f"ckpt={tiny_ckpts['cond']}", "task=imagic", "image=procedural:3", "label=1", f"out={out}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and not out.exists(), err
+
+
+def test_finetune_restricted_to_chosen_layers(text_ckpt):
+    from sampling.checks import InputError
+    from sampling.imagic import finetune
+
+    job, _ = _job(text_ckpt)
+    x0, _, _ = load_input_image("procedural:3", job.model)
+    e = job.encode("a blue circle")
+    net, losses = finetune(job, x0[None], e, steps=2, lr=1e-2, batch_size=2, layers=["out"])
+    before = job.model.net.state_dict()
+    changed = {k.split(".")[0] for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"out"} and len(losses) == 2
+    with pytest.raises(InputError, match="names no parameter"):
+        finetune(job, x0[None], e, steps=1, lr=1e-2, batch_size=2, layers=["decoder"])
