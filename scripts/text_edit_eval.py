@@ -99,8 +99,10 @@ def run(cfg: DictConfig) -> None:
     for name in opts["methods"]:
         def method(e, f=table[name], name=name):
             results = f(e)
-            picture_rows.setdefault(id(e), [(e["image"], "input")]).extend(
-                (image, f"{name} {setting}") for setting, image, _ in results)
+            to = e["target"]["kind" if e["factor"] == "shape" else e["factor"]]
+            picture_rows.setdefault(id(e), [(e["image"], f"-> {to}")]).extend(
+                (image, f"{name} {setting.split('=')[-1]}" if name != "diffedit" else name)
+                for setting, image, _ in results)
             return results
         methods[name] = method
     rows = run_methods(edits, methods, classifier)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
 from omegaconf import DictConfig
 
@@ -89,9 +90,12 @@ def run(cfg: DictConfig) -> None:
     for path, config, steps in loaded:
         token, init = config["token"], config["init_word"]
         n_images = len(find_images(Path(config["concept"])))
+        start = base.word_vector(init)
         for step, vector in steps:
             row, images = score_word(sampler({token: vector}), word=token, **common)
-            rows.append({"run": str(path), "images": n_images, "step": step, "kind": "token"} | row)
+            moved = {"cosine_to_initial": F.cosine_similarity(vector, start, dim=0).item(),
+                     "norm": vector.norm().item(), "initial_norm": start.norm().item()}
+            rows.append({"run": str(path), "images": n_images, "step": step, "kind": "token"} | row | moved)
             print(json.dumps(rows[-1]))
         final = steps[-1][1]
         pictures.append((f"{token} ({n_images} images, step {steps[-1][0]})", images[:: opts["n_per_prompt"]]))
@@ -101,6 +105,12 @@ def run(cfg: DictConfig) -> None:
                 pictures.append((f"{word} ({kind})", images[:: opts["n_per_prompt"]]))
             rows.append({"run": str(path), "images": n_images, "step": None, "kind": kind} | done_words[word])
             print(json.dumps(rows[-1]))
+    for word in opts["controls"] or []:  # words the model knows: how often the measure calls them the concept
+        if word not in done_words:
+            done_words[word], images = score_word(plain, word=word, **common)
+            pictures.append((f"{word} (control)", images[:: opts["n_per_prompt"]]))
+        rows.append({"run": None, "images": None, "step": None, "kind": "control"} | done_words[word])
+        print(json.dumps(rows[-1]))
     renders, captions = render_concept(opts["kind"], 64, size, seed=5000)  # ceilings: real concept images
     real = {"renders": len(renders), **concept_scores(features, renders, pool, is_concept)}
     if classifier is not None:
@@ -110,7 +120,7 @@ def run(cfg: DictConfig) -> None:
     colour = lambda r: f"{r['colour_accuracy']:.3f}" if "colour_accuracy" in r else "-"  # noqa: E731
     for r in rows:
         step = r["step"] if r["step"] is not None else r["kind"]
-        lines.append(f"| {r['images']} | {step} | {r['word']} | {r['concept_rate']:.3f} | "
+        lines.append(f"| {r['images'] or '-'} | {step} | {r['word']} | {r['concept_rate']:.3f} | "
                      f"{r['concept_distance']:.3f} | {colour(r)} |")
     lines.append(f"| renders | - | ({len(renders)} fresh concept renders) | {real['concept_rate']:.3f} | "
                  f"{real['concept_distance']:.3f} | {colour(real)} |")
