@@ -55,6 +55,19 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def dotlist_options(argv: list[str], defaults: dict) -> dict:
+    """``key=value`` arguments over ``defaults``, for the small tools without a config file: InputError for a
+    malformed argument or a key ``defaults`` does not have."""
+    try:
+        args = OmegaConf.to_container(OmegaConf.from_dotlist(list(argv)))
+    except Exception as e:  # a malformed key=value
+        raise InputError(str(e).splitlines()[0]) from None
+    unknown = sorted(set(args) - set(defaults))
+    if unknown:
+        raise InputError(f"unknown setting {unknown[0]!r} (settings: {', '.join(defaults)})")
+    return {**defaults, **args}
+
+
 def to_dict(cfg: DictConfig) -> dict:
     """A resolved config as plain Python containers (what library code receives)."""
     return OmegaConf.to_container(cfg, resolve=True)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import sys
 
-from omegaconf import OmegaConf
-
 from evaluation.backbone_speed import benchmark
 from evaluation.timing import num_threads
 from sampling.atomic import atomic_write_text
 from sampling.checks import InputError, check_number
+from sampling.cli import dotlist_options
 
 DEFAULTS = {"presets": ["unet_small", "dit_cpu_small", "uvit_cpu"], "channels": 1, "image_size": 32,
             "num_classes": 10, "batch": 32, "rounds": 5, "threads": None, "json": None}
@@ -26,14 +25,7 @@ DEFAULTS = {"presets": ["unet_small", "dit_cpu_small", "uvit_cpu"], "channels": 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        try:
-            args = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-        except Exception as e:  # a malformed key=value
-            raise InputError(str(e).splitlines()[0]) from None
-        unknown = sorted(set(args) - set(DEFAULTS))
-        if unknown:
-            raise InputError(f"unknown setting {unknown[0]!r} (settings: {', '.join(DEFAULTS)})")
-        opts = {**DEFAULTS, **args}
+        opts = dotlist_options(argv, DEFAULTS)
         for key in ("channels", "image_size", "batch", "rounds"):
             check_number(key, opts[key], 1, integer=True)
         check_number("threads", opts["threads"], 1, integer=True, allow_none=True)

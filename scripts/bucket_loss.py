@@ -16,27 +16,19 @@ import json
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from data import DatasetError
 from evaluation.bucket_loss import bucket_losses
 from evaluation.data_config import held_out
 from sampling.atomic import OutputError, atomic_write, atomic_write_text
 from sampling.checkpoint import CheckpointError, load_model
 from sampling.checks import InputError, check_number
+from sampling.cli import dotlist_options
 
 DEFAULTS = {"ckpts": None, "names": None, "n": 256, "buckets": 10, "draws": 2, "seed": 0, "out": None, "plot": None}
 
 
 def options(argv: list[str]) -> dict:
-    try:
-        args = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    except Exception as e:  # a malformed key=value
-        raise InputError(str(e).splitlines()[0]) from None
-    unknown = sorted(set(args) - set(DEFAULTS))
-    if unknown:
-        raise InputError(f"unknown setting {unknown[0]!r} (settings: {', '.join(DEFAULTS)})")
-    opts = {**DEFAULTS, **args}
+    opts = dotlist_options(argv, DEFAULTS)
     ckpts = opts["ckpts"]
     if not isinstance(ckpts, list) or not ckpts:
         raise InputError("ckpts=[a.ckpt,...] is required")

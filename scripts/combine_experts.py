@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import sys
 
-from omegaconf import OmegaConf
-
 from sampling.atomic import OutputError
+from sampling.checks import InputError
+from sampling.cli import dotlist_options
 from training.checkpoint_io import CheckpointError
 from training.experts import combine_experts, save_ensemble
 
@@ -27,15 +27,13 @@ from training.experts import combine_experts, save_ensemble
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    except Exception as e:  # a malformed key=value
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        args = dotlist_options(argv, {"experts": None, "out": None})
+    except InputError as e:
+        print(f"error: {e}; usage: combine_experts.py experts=[a.ckpt,b.ckpt,...] out=<file>", file=sys.stderr)
         return 2
-    unknown = sorted(set(args) - {"experts", "out"})
-    experts, out = args.get("experts"), args.get("out")
-    if unknown or not isinstance(experts, list) or not out:
-        print(f"error: usage: combine_experts.py experts=[a.ckpt,b.ckpt,...] out=<file>"
-              f"{f' (unknown {unknown[0]})' if unknown else ''}", file=sys.stderr)
+    experts, out = args["experts"], args["out"]
+    if not isinstance(experts, list) or not out:
+        print("error: usage: combine_experts.py experts=[a.ckpt,b.ckpt,...] out=<file>", file=sys.stderr)
         return 2
     try:
         ckpt = combine_experts(experts)
