@@ -19,7 +19,7 @@ if only ti; then
   for n in 3 5 10; do
     [ -d runs/ti/concepts/star$n ] || $PY scripts/make_concept.py out=runs/ti/concepts/star$n kind=star n=$n
   done
-  for n in 3 5 10; do  # hflip=false: the captions say left and right
+  for n in 3 5 10; do  # measured without flips (before flips swapped left and right in the captions)
     [ -f runs/ti/star$n/learned_embeds.safetensors ] || $PY train.py experiment=textual_inversion ckpt=$SHAPES \
       concept=runs/ti/concepts/star$n 'token="<my-star>"' init_word=star textual_inversion.hflip=false \
       hydra.run.dir=runs/ti/star$n &

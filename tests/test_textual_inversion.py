@@ -206,3 +206,12 @@ def test_make_concept_writes_a_captioned_folder_or_nothing(tmp_path, capsys):
     assert main([f"out={tmp_path / 'c'}", "n=0"]) == 2 and not (tmp_path / "c").exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+def test_a_flipped_image_gets_the_mirrored_caption():
+    from training.textual_inversion import mirror_caption
+
+    assert mirror_caption("a large red <S*> at the top left on a black background") == \
+        "a large red <S*> at the top right on a black background"
+    assert mirror_caption("a <S*> on the right") == "a <S*> on the left"
+    assert mirror_caption("a bright <S*> in the centre") == "a bright <S*> in the centre"

@@ -12,6 +12,7 @@ as the tiny ``learned_embeds.safetensors`` that ``sample.py embeddings=`` reads.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ TEMPLATES = (
     "a photo of {}", "a {}", "a picture of a {}", "a rendering of a {}", "an image of a {}", "a close-up of a {}",
 )
 EMBEDDINGS_FILE = "learned_embeds.safetensors"
+
+
+def mirror_caption(text: str) -> str:
+    """The caption of the mirrored image: "left" and "right" swapped ("at the top left" -> "at the top right")."""
+    return re.sub(r"\b(left|right)\b", lambda m: "right" if m.group(1) == "left" else "left", text)
 
 
 def concept_images(root: str, model: LoadedModel) -> tuple[torch.Tensor, list[str] | None]:
@@ -133,27 +139,31 @@ class TextualInversion(ResumableModule):
         picks = torch.randint(len(self.templates), (len(idx),), generator=g).tolist() if g else [0] * len(idx)
         return [self.templates[k].format(self.token) for k in picks]
 
-    def augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Random horizontal flips and crops of up to ``crop`` pixels each way (edges replicated)."""
+    def augment(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random horizontal flips and crops of up to ``crop`` pixels each way (edges replicated); also returns
+        which images were flipped (B,) bool."""
         b, _, h, w = x.shape
+        flip = torch.zeros(b, dtype=torch.bool)
         if self.hflip:
-            flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            flip = torch.rand(b, generator=g) < 0.5
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
         if self.crop > 0:
             c = self.crop
             padded = F.pad(x, (c, c, c, c), mode="replicate")
             dx, dy = torch.randint(0, 2 * c + 1, (2, b), generator=g).tolist()
             x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
-        return x
+        return x, flip
 
     def _loss(self, images: torch.Tensor, idx: torch.Tensor, g: torch.Generator, augment: bool) -> torch.Tensor:
-        x0 = images[idx]
+        x0, flip = images[idx], torch.zeros(len(idx), dtype=torch.bool)
         if augment:
-            x0 = self.augment(x0, g)
+            x0, flip = self.augment(x0, g)
         b = x0.shape[0]
         t = self.parametrization.sample_timesteps(b, self.schedule.num_timesteps, g).to(self.device)
         eps = torch.randn(x0.shape, generator=g).to(x0)
-        cond = self.encode(self.prompts(idx, g if augment else None))
+        prompts = self.prompts(idx, g if augment else None)
+        prompts = [mirror_caption(p) if f else p for p, f in zip(prompts, flip.tolist())]  # a flipped image's words
+        cond = self.encode(prompts)
         return denoising_loss(self.model.net, self.parametrization, self.schedule, x0, t, eps, cond)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
