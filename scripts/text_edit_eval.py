@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from data import DatasetError
+from data.transforms import uint8_to_tensor
 from evaluation.factors import cached_factor_classifier
 from evaluation.text_edits import pick_edits, run_methods, summarise
 from sampling.atomic import OutputError, atomic_write_text
@@ -34,8 +35,8 @@ METHODS = ("imagic", "sdedit", "diffedit")
 
 
 def to_tensor(pil) -> torch.Tensor:
-    """An 8-bit RGB PIL image -> (3, H, W) in [-1, 1] (every method's output goes through 8 bits alike)."""
-    return torch.from_numpy(np.asarray(pil.convert("RGB"), dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
+    """An 8-bit PIL image -> (3, H, W) in [-1, 1] (every method's output goes through 8 bits alike)."""
+    return uint8_to_tensor(np.asarray(pil.convert("RGB"), dtype=np.uint8))
 
 
 def run(cfg: DictConfig) -> None:

@@ -129,12 +129,7 @@ def run(cfg: DictConfig) -> None:
     atomic_write_text(out, json.dumps({"settings": opts, "rows": rows, "renders": real}, indent=2) + "\n")
     print(f"report: {out}")
     if opts["picture"]:
-        seen, uniq = set(), []
-        for caption, images in pictures:
-            if caption not in seen:
-                seen.add(caption)
-                uniq.append((caption, images))
-        image = captioned_rows([im for _, im in uniq], [c for c, _ in uniq])
+        image = captioned_rows([im for _, im in pictures], [c for c, _ in pictures])  # each word once
         Path(opts["picture"]).parent.mkdir(parents=True, exist_ok=True)
         image.save(opts["picture"])
         print(f"picture: {opts['picture']}")

@@ -54,6 +54,17 @@ def test_imagic_task_writes_the_strip(text_ckpt, tmp_path):
                         "task.embed_steps=2", "task.finetune_steps=2", "task.etas=[0,1]", "task.start=inversion",
                         "sampler.steps=3", f"out={out}"]) == 0
     assert {p.name for p in out.iterdir()} >= {"imagic.png", "edited.png", "imagic.json", "sample_0000.png"}
+    import json
+
+    from PIL import Image
+
+    info = json.loads((out / "imagic.json").read_text())
+    assert info["etas"] == [0.0, 1.0] and info["start"] == "inversion" and info["prompt"] == "a blue circle"
+    assert all(info[k] > 0 for k in ("stage_a_s", "stage_b_s", "stage_c_s"))
+    assert 0 <= info["reconstruction_mse"] < 4  # images in [-1, 1]
+    strip = Image.open(out / "imagic.png")
+    assert strip.width == 3 * (16 * 4 + 4) + 4  # the input and one tile per eta, 4x upscaled with 4-px gaps
+    assert Image.open(out / "edited.png").size == (16, 16)
 
 
 @pytest.mark.parametrize("args, says", [

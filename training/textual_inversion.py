@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from data.concept import PLACEHOLDER  # how a concept folder's captions name the concept
 from data.folder import ImageFolder
 from diffusion.losses import denoising_loss
 from models.text import TextCond
@@ -30,7 +31,6 @@ from sampling.checks import InputError
 from sampling.embeddings import save_embeddings
 from training.module import ResumableModule
 
-PLACEHOLDER = "<S*>"  # how a concept folder's captions name the concept
 TEMPLATES = (
     "a photo of {}", "a {}", "a picture of a {}", "a rendering of a {}", "an image of a {}", "a close-up of a {}",
 )
