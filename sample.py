@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sampling import cli
 from sampling.checkpoint import CheckpointError
@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> Path:
         check_out(Path(cfg.out), cfg.overwrite)
     job, task = cli.build_job(cfg)
     outputs = task(job)
-    outputs["config.yaml"] = OmegaConf.to_yaml(cfg, resolve=True)
+    outputs["config.yaml"] = cli.config_yaml(cfg)
     if cfg.out:
         out = write_outputs(outputs, Path(cfg.out), overwrite=cfg.overwrite)
     else:

@@ -70,7 +70,7 @@ def upscale_batches(job: Job, low: torch.Tensor, make_denoiser: Callable[[SRCond
 
     return sample_batches(batch_denoiser, sr.image_shape, n=len(low), schedule=sr.schedule, sampler=job.sampler,
                           timesteps=job.timesteps(sr), seed=seed, batch_size=batch_size, device=job.device,
-                          progress=True)
+                          progress=True, callback=job.callback(len(job.timesteps(sr))))
 
 
 def upscale_conditioned(job: Job, low: torch.Tensor, cond, null, batch_size: int = 16) -> torch.Tensor:

@@ -73,6 +73,16 @@ def to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def config_yaml(cfg: DictConfig, header: str = "", replace: dict | None = None) -> str:
+    """The run's config.yaml text: ``cfg`` resolved, with top-level keys of ``replace`` set to new values (the
+    studio's upload paths, as the names they have beside the config), under ``header`` as # comment lines."""
+    cfg = cfg.copy()
+    for key, value in (replace or {}).items():
+        cfg[key] = value
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + OmegaConf.to_yaml(cfg, resolve=True)
+
+
 def run_tool(main: Callable[[DictConfig], object], name: str, argv: list[str] | None,
              errors: tuple[type[Exception], ...] = ()) -> int:
     """Compose configs/<name>.yaml from ``argv`` (default sys.argv[1:]) and call ``main(cfg)``; an InputError or

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from diffusion.editing.inpaint import inpaint_denoiser, sample_repaint
+from diffusion.editing.inpaint import inpaint_denoiser, repaint_moves, sample_repaint
 from diffusion.editing.inversion import invert_ddim
 from diffusion.editing.sdedit import sdedit_start
 from diffusion.forward_process import add_noise
@@ -35,7 +35,8 @@ def _edit_from(job: Job, x0: torch.Tensor, strength: float, label, keep: torch.T
     denoiser = job.denoiser(label, n)
     if keep is not None:
         denoiser = inpaint_denoiser(denoiser, job.model.schedule, x, keep.to(job.device))
-    out = job.sampler(denoiser, x_t0, job.model.schedule, ts, generator=gens).clamp(-1, 1).cpu()
+    out = job.sampler(denoiser, x_t0, job.model.schedule, ts, generator=gens, callback=job.callback(len(ts)))
+    out = out.clamp(-1, 1).cpu()
     return out if keep is None else keep * x0 + (1 - keep) * out  # exact outside the mask, whatever rounding
 
 
@@ -63,15 +64,18 @@ def _invert(job: Job, x0: torch.Tensor, label, fixed_point_iters: int, model: Lo
             ) -> torch.Tensor:
     """x_T of a batch x0 (B, C, H, W) by DDIM inversion over the job's timesteps (deterministic: eta = 0)."""
     model = model or job.model
-    return invert_ddim(job.denoiser(label, x0.shape[0], model), x0.to(job.device), model.schedule,
-                       job.timesteps(model), fixed_point_iters=fixed_point_iters)
+    ts = job.timesteps(model)
+    return invert_ddim(job.denoiser(label, x0.shape[0], model), x0.to(job.device), model.schedule, ts,
+                       fixed_point_iters=fixed_point_iters, callback=job.callback(len(ts)))
 
 
 def _decode(job: Job, x_T: torch.Tensor, label, model: LoadedModel | None = None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0, the inverse of ``_invert``) from a batch x_T over the job's timesteps; on the
     CPU. Not the job's sampler: the round trip needs the update that inversion runs backwards."""
     model = model or job.model
-    return sample_ddim(job.denoiser(label, x_T.shape[0], model), x_T, model.schedule, job.timesteps(model)).cpu()
+    ts = job.timesteps(model)
+    return sample_ddim(job.denoiser(label, x_T.shape[0], model), x_T, model.schedule, ts,
+                       callback=job.callback(len(ts))).cpu()
 
 
 def invert(job: Job, image: str | None = None, fixed_point_iters: int = 0, label: int | None = None,
@@ -166,19 +170,11 @@ def diffedit_mask(job: Job, x0: torch.Tensor, source, target, *, mask_draws: int
     return soft, (soft > mask_threshold).float()
 
 
-def diffedit(job: Job, image: str | None = None, source: int | None = None, target: int | None = None,
-             query: str | None = None, reference: str | None = None,
-             mask_draws: int = 10, mask_strength: float = 0.5, mask_clamp_ratio: float = 3.0,
-             mask_threshold: float = 0.5, encode_ratio: float = 0.5, fixed_point_iters: int = 0) -> dict:
-    """DiffEdit (Couairon et al. 2023): mask from the two conditions, DDIM-encode to ``encode_ratio`` under the
-    source, decode under the target with the unmasked region pinned to the input (inpainting wrapper).
-
-    A text model takes the paper's real setting: ``query`` (the edit) and ``reference`` (the image's caption;
-    empty or absent: the empty caption); the image is encoded under the reference and decoded under the query.
-    A label model takes ``source`` and ``target`` labels."""
+def diffedit_conditions(job: Job, source: int | None = None, target: int | None = None, query: str | None = None,
+                        reference: str | None = None) -> tuple:
+    """DiffEdit's (source, target) conditions: a text model's ``reference`` caption (empty or absent: the empty
+    caption) and ``query``; a label model's ``source`` and ``target`` labels."""
     model = job.model
-    x0, msg, _ = load_input_image(image, model)
-    job.notes.append(msg)
     if model.encoder is not None:
         if source is not None or target is not None:
             raise InputError("this checkpoint is text-conditioned: DiffEdit takes task.query=\"...\" (the edit) and "
@@ -193,18 +189,41 @@ def diffedit(job: Job, image: str | None = None, source: int | None = None, targ
         if source is None or target is None:
             raise InputError("DiffEdit on a label model needs task.source=<label> and task.target=<label>")
         source, target = parse_label(source, model, "source"), parse_label(target, model, "target")
-    soft, mask = diffedit_mask(job, x0, source, target, mask_draws=mask_draws, mask_strength=mask_strength,
-                               mask_clamp_ratio=mask_clamp_ratio, mask_threshold=mask_threshold)
+    return source, target
+
+
+def diffedit(job: Job, image: str | None = None, source: int | None = None, target: int | None = None,
+             query: str | None = None, reference: str | None = None, mask: str | None = None,
+             mask_draws: int = 10, mask_strength: float = 0.5, mask_clamp_ratio: float = 3.0,
+             mask_threshold: float = 0.5, encode_ratio: float = 0.5, fixed_point_iters: int = 0) -> dict:
+    """DiffEdit (Couairon et al. 2023): mask from the two conditions, DDIM-encode to ``encode_ratio`` under the
+    source, decode under the target with the unmasked region pinned to the input (inpainting wrapper).
+
+    A text model takes the paper's real setting: ``query`` (the edit) and ``reference`` (the image's caption;
+    empty or absent: the empty caption); the image is encoded under the reference and decoded under the query.
+    A label model takes ``source`` and ``target`` labels. ``mask`` (a file, white = edit): a mask to use in place
+    of the computed one (the computed one, corrected by hand: the studio's DiffEdit tab)."""
+    model = job.model
+    x0, msg, size = load_input_image(image, model)
+    job.notes.append(msg)
+    source, target = diffedit_conditions(job, source, target, query, reference)
+    if mask is not None:
+        mask = load_mask(mask, model, size)
+        soft = mask
+    else:
+        soft, mask = diffedit_mask(job, x0, source, target, mask_draws=mask_draws, mask_strength=mask_strength,
+                                   mask_clamp_ratio=mask_clamp_ratio, mask_threshold=mask_threshold)
     if mask.sum() == 0:
         raise InputError("the DiffEdit mask is empty at this threshold: lower task.mask_threshold")
     T = model.schedule.num_timesteps
     t_enc = min(T - 1, max(0, round(encode_ratio * T) - 1))
     ts = make_timesteps(T, max(1, round(encode_ratio * job.steps)), start=t_enc)
     x = x0[None].to(job.device)
-    x_enc = invert_ddim(job.denoiser(source, 1), x, model.schedule, ts, fixed_point_iters=fixed_point_iters)
+    x_enc = invert_ddim(job.denoiser(source, 1), x, model.schedule, ts, fixed_point_iters=fixed_point_iters,
+                        callback=job.callback(len(ts)))
     keep = (1 - mask).to(job.device)
     denoiser = inpaint_denoiser(job.denoiser(target, 1), model.schedule, x, keep)
-    out = sample_ddim(denoiser, x_enc, model.schedule, ts).clamp(-1, 1).cpu()[0]
+    out = sample_ddim(denoiser, x_enc, model.schedule, ts, callback=job.callback(len(ts))).clamp(-1, 1).cpu()[0]
     out = keep.cpu() * x0 + (1 - keep.cpu()) * out
     outputs: dict = {
         "diffedit.png": labelled_strip([x0, soft * 2 - 1, mask * 2 - 1, out], ["input", "map", "mask", "edited"]),
@@ -240,7 +259,10 @@ def _fill(job: Job, x_known: torch.Tensor, keep: torch.Tensor, label, sampler, s
     x = _batch(x_known, n, job.device)
     denoiser = inpaint_denoiser(job.denoiser(label, n), model.schedule, x, keep.to(job.device))
     x_T = torch.stack([torch.randn(x_known.shape, generator=g) for g in gens]).to(job.device)
-    out = sampler(denoiser, x_T, model.schedule, job.timesteps(), generator=gens)
+    ts = job.timesteps()
+    steps = (len(repaint_moves(ts, sampler.keywords["jump_length"], sampler.keywords["resamples"]))
+             if getattr(sampler, "func", None) is sample_repaint else len(ts))  # RePaint's callback counts its moves
+    out = sampler(denoiser, x_T, model.schedule, ts, generator=gens, callback=job.callback(steps))
     return keep * x_known + (1 - keep) * out.clamp(-1, 1).cpu()  # the known region, bit-exact
 
 

@@ -48,7 +48,7 @@ def _sample(job: Job, combine, values: list, n: int, batch_size: int) -> torch.T
     return sample_batches(
         lambda start, b: combine([job.denoiser(v, b) for v in values]), model.image_shape, n=n,
         schedule=model.schedule, sampler=job.sampler, timesteps=job.timesteps(), seed=job.seed,
-        batch_size=batch_size, device=job.device, progress=True,
+        batch_size=batch_size, device=job.device, progress=True, callback=job.callback(len(job.timesteps())),
     )
 
 

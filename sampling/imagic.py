@@ -137,8 +137,9 @@ def edit(job: Job, fitted: Fitted, eta: float, x_T: torch.Tensor) -> torch.Tenso
     """Stage C: samples (B, C, H, W) of the fine-tuned copy under eta * e_tgt + (1 - eta) * e_opt from x_T."""
     e = interpolate(fitted.e_tgt, fitted.e_opt, eta)
     b = x_T.shape[0]
-    return job.sampler(_denoiser(job, fitted.net, e, b), x_T, job.model.schedule, job.timesteps(),
-                       generator=job.generators(0, b)).clamp(-1, 1).cpu()
+    ts = job.timesteps()
+    return job.sampler(_denoiser(job, fitted.net, e, b), x_T, job.model.schedule, ts,
+                       generator=job.generators(0, b), callback=job.callback(len(ts))).clamp(-1, 1).cpu()
 
 
 def imagic(job: Job, image: str | None = None, prompt: str | None = None, eta: float = 0.7,

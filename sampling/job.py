@@ -40,6 +40,9 @@ class Job:
     stage2_aug: int = 250  # its low-resolution noise-augmentation level (DeepFloyd IF's stage II default)
     sigma_max: float | None = None  # karras spacing: where its ramp starts (the sampler's sigma_max setting)
     notes: list[str] = field(default_factory=list)  # lines printed after the outputs are written
+    # observer(i, n, x_t, x0_hat) at step i of n of every sampling pass a task runs (the studio's progress bar,
+    # preview and cancel button: an exception it raises stops the task between steps)
+    observer: Callable | None = None
     _encoded: dict = field(default_factory=dict, repr=False)  # (encoder id, prompt) -> TextCond of batch 1
 
     def timesteps(self, model: LoadedModel | None = None) -> list[int]:
@@ -77,6 +80,19 @@ class Job:
             return net_denoiser(model.net, model.schedule, model.parametrization, self.cond(None, b, model))
         cond, null = self.cond(value, b, model), self.cond(None, b, model)
         return self.guidance.denoiser(model.net, model.schedule, model.parametrization, cond, null)
+
+    def callback(self, n: int, chain: Callable | None = None) -> Callable | None:
+        """The per-step callback of a sampling pass of ``n`` steps: ``chain`` (the task's own callback, if any),
+        then the job's observer."""
+        if self.observer is None:
+            return chain
+
+        def step(i, t, x_t, x0_hat):
+            if chain is not None:
+                chain(i, t, x_t, x0_hat)
+            self.observer(i, n, x_t, x0_hat)
+
+        return step
 
     def generators(self, start: int, count: int, seed: int | None = None) -> list[torch.Generator]:
         """One CPU generator per sample index, from the job's seed (or ``seed``)."""

@@ -57,7 +57,8 @@ def generate(job: Job, n: int = 64, batch_size: int = 16, label: int | None = No
     images = generate_images(
         model.net, model.schedule, model.parametrization, model.image_shape, cond, null=null, n=total,
         sampler=job.sampler, timesteps=job.timesteps(), guidance=job.guidance, seed=job.seed,
-        batch_size=batch_size, device=job.device, callback=record if save_trajectory else None, progress=True,
+        batch_size=batch_size, device=job.device, progress=True,
+        callback=job.callback(len(job.timesteps()), record if save_trajectory else None),
     )
     if job.stage2 is not None:  # the cascade: the base samples upscaled under the same conditions
         values = ([p for p in prompt_list for _ in range(n)] if prompt_list else [prompt] * n if model.encoder
